@@ -1,0 +1,807 @@
+//! The database handle and its write path.
+//!
+//! One writer at a time (a `parking_lot` mutex around the counters); every logical write
+//! builds one [`Batch`] holding its records, its event-log entry and the new counters,
+//! and applies it atomically. Readers go straight to sled and never take the mutex.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::asset::{
+    Asset, AssetId, Content, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN, MAX_META_KEY_LEN, MAX_META_VALUE_LEN,
+    MAX_TEXT_LEN,
+};
+use crate::error::{Error, Result};
+use crate::event::{Action, Event, Seq};
+use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
+use crate::project::{check_name, Project, ProjectId, Schema, Settings};
+use crate::store::{keys, Batch, Counters, Store};
+
+/// When writes become durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Writes are visible at once and durable after [`Db::flush`]. sled also flushes in
+    /// the background every 500 ms, so a crash loses at most the writes of the last
+    /// half second that were not flushed — each one whole, never half of one.
+    #[default]
+    Eventual,
+    /// Every write is flushed before it returns.
+    Immediate,
+}
+
+/// Options for opening a [`Db`].
+#[derive(Clone, Debug)]
+pub struct DbBuilder {
+    durability: Durability,
+    cache_bytes: u64,
+}
+
+impl Default for DbBuilder {
+    fn default() -> DbBuilder {
+        DbBuilder {
+            durability: Durability::Eventual,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl DbBuilder {
+    /// When writes become durable (default [`Durability::Eventual`]).
+    pub fn durability(mut self, durability: Durability) -> DbBuilder {
+        self.durability = durability;
+        self
+    }
+
+    /// sled's page cache size in bytes (default 256 MiB).
+    pub fn cache_bytes(mut self, bytes: u64) -> DbBuilder {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Opens or creates the database in directory `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
+        let path = path.as_ref().to_path_buf();
+        let store = Store::open(&path, self.cache_bytes)?;
+        let counters = store.counters()?;
+        let mut projects = Projects::default();
+        for kv in store.scan::<Project>(&[keys::tag::PROJECT]) {
+            let (_, p) = kv?;
+            projects.insert(Arc::new(p));
+        }
+        Ok(Db {
+            inner: Arc::new(Inner {
+                store,
+                path,
+                durability: self.durability,
+                writer: Mutex::new(counters),
+                projects: RwLock::new(projects),
+            }),
+        })
+    }
+}
+
+/// A labeldb database. Cheap to clone; `Send + Sync`; readers never block on the writer.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    path: PathBuf,
+    durability: Durability,
+    /// The writer lock. It guards the counters, which only a writer advances.
+    writer: Mutex<Counters>,
+    projects: RwLock<Projects>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: a failure here has nowhere to go; `flush` reports it to callers.
+        let _ = self.store.flush();
+    }
+}
+
+#[derive(Default)]
+struct Projects {
+    by_name: HashMap<String, Arc<Project>>,
+    by_id: HashMap<ProjectId, Arc<Project>>,
+}
+
+impl Projects {
+    fn insert(&mut self, p: Arc<Project>) {
+        self.by_id.insert(p.id, p.clone());
+        self.by_name.insert(p.name.clone(), p);
+    }
+}
+
+/// What [`Db::add_assets`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddReport {
+    /// Ids of the new assets, in input order.
+    pub added: Vec<AssetId>,
+    /// External ids that already existed and were skipped (re-imports are idempotent).
+    pub duplicates: Vec<String>,
+    /// Labels written.
+    pub labels: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One logical write in progress: its batch and the counters it advances.
+pub(crate) struct Txn<'a> {
+    store: &'a Store,
+    batch: Batch,
+    counters: Counters,
+    now: u64,
+}
+
+impl Txn<'_> {
+    /// Appends an event, with its actor and asset index entries.
+    fn event(&mut self, actor: &str, action: Action) -> Seq {
+        let seq = self.counters.next_seq + 1;
+        self.counters.next_seq = seq;
+        self.batch.mark(keys::actor_event(actor, seq));
+        if let Some(asset) = action.asset() {
+            self.batch.mark(keys::asset_event(asset, seq));
+        }
+        let event = Event {
+            seq,
+            at: self.now,
+            actor: actor.to_string(),
+            action,
+        };
+        self.batch.put(keys::event(seq), &event);
+        seq
+    }
+
+    fn put_label(&mut self, label: &Label) {
+        if let Some(k) = keys::source_label(&label.source, label.id) {
+            self.batch.mark(k);
+        }
+        self.batch.put(keys::label(label.id), label);
+    }
+
+    fn asset(&self, id: AssetId) -> Result<Asset> {
+        self.store.get(&keys::asset(id))?.ok_or(Error::UnknownAsset(id))
+    }
+}
+
+impl Db {
+    /// Opens or creates the database in directory `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        DbBuilder::default().open(path)
+    }
+
+    /// Options for opening a database.
+    pub fn builder() -> DbBuilder {
+        DbBuilder::default()
+    }
+
+    /// The directory of the database.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.store.flush()
+    }
+
+    /// Bytes on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.inner.store.size_on_disk()
+    }
+
+    /// The seq of the last event written (0 for none).
+    pub fn last_seq(&self) -> Seq {
+        self.inner.writer.lock().next_seq
+    }
+
+    /// Runs one logical write: `f` fills a batch, which is applied atomically with the
+    /// advanced counters. If `f` fails nothing is written.
+    pub(crate) fn write<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R>) -> Result<R> {
+        let mut guard = self.inner.writer.lock();
+        let mut txn = Txn {
+            store: &self.inner.store,
+            batch: Batch::default(),
+            counters: *guard,
+            now: now_ms(),
+        };
+        let out = f(&mut txn)?;
+        let Txn { mut batch, counters, .. } = txn;
+        batch.put(keys::meta(keys::meta::COUNTERS), &counters);
+        self.inner.store.apply(batch)?;
+        *guard = counters;
+        drop(guard);
+        if self.inner.durability == Durability::Immediate {
+            self.flush()?;
+        }
+        Ok(out)
+    }
+
+    // ---- projects ----
+
+    /// Creates a project with this schema and default settings.
+    pub fn create_project(&self, actor: &str, name: &str, schema: Schema) -> Result<ProjectId> {
+        check_name("project name", name)?;
+        check_name("actor", actor)?;
+        schema.validate()?;
+        let project = self.write(|txn| {
+            if txn.store.contains(&keys::project_name(name))? {
+                return Err(Error::ProjectExists(name.to_string()));
+            }
+            let id = ProjectId(txn.counters.next_project);
+            txn.counters.next_project += 1;
+            let project = Project {
+                id,
+                name: name.to_string(),
+                schema,
+                members: BTreeMap::new(),
+                settings: Settings::default(),
+                created_at: txn.now,
+            };
+            txn.batch.put(keys::project(id), &project);
+            txn.batch.put(keys::project_name(name), &id);
+            txn.event(
+                actor,
+                Action::ProjectCreated {
+                    project: id,
+                    name: name.to_string(),
+                },
+            );
+            Ok(project)
+        })?;
+        let id = project.id;
+        self.inner.projects.write().insert(Arc::new(project));
+        Ok(id)
+    }
+
+    /// The project with this name.
+    pub fn project(&self, name: &str) -> Result<Arc<Project>> {
+        self.inner
+            .projects
+            .read()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownProject(name.to_string()))
+    }
+
+    /// The project with this id.
+    pub fn project_by_id(&self, id: ProjectId) -> Result<Arc<Project>> {
+        self.inner
+            .projects
+            .read()
+            .by_id
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownProject(id.to_string()))
+    }
+
+    /// Every project, by name.
+    pub fn projects(&self) -> Vec<Arc<Project>> {
+        let mut v: Vec<_> = self.inner.projects.read().by_id.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    // ---- assets ----
+
+    /// Adds one asset (with its labels). An existing external id is an error here;
+    /// [`Db::add_assets`] skips them instead.
+    pub fn add_asset(&self, actor: &str, project: &str, asset: NewAsset) -> Result<AssetId> {
+        let external_id = asset.external_id.clone();
+        let report = self.add_assets(actor, project, vec![asset])?;
+        report.added.first().copied().ok_or(Error::InvalidInput {
+            what: "external id".into(),
+            reason: format!("{external_id:?} already exists in project {project:?}"),
+        })
+    }
+
+    /// Adds assets and their labels in one atomic write. Everything is validated first;
+    /// any error writes nothing. External ids that already exist are skipped and
+    /// reported as duplicates, so re-running an import is idempotent.
+    pub fn add_assets(&self, actor: &str, project: &str, assets: Vec<NewAsset>) -> Result<AddReport> {
+        let project = self.project(project)?;
+        check_name("actor", actor)?;
+        let mut seen = BTreeSet::new();
+        for a in &assets {
+            validate_new_asset(&project.schema, a)?;
+            if !seen.insert(a.external_id.as_str()) {
+                return Err(Error::DuplicateExternalId(a.external_id.clone()));
+            }
+        }
+        self.insert_assets(actor, &project, assets)
+    }
+
+    /// [`Db::add_assets`] without validation: the caller has validated every asset with
+    /// [`validate_new_asset`] and removed duplicates within the input.
+    pub(crate) fn insert_assets(&self, actor: &str, project: &Project, assets: Vec<NewAsset>) -> Result<AddReport> {
+        self.write(|txn| {
+            let mut report = AddReport::default();
+            let mut fresh = Vec::with_capacity(assets.len());
+            for a in assets {
+                if txn.store.contains(&keys::external(project.id, &a.external_id))? {
+                    report.duplicates.push(a.external_id);
+                } else {
+                    fresh.push(a);
+                }
+            }
+            if fresh.is_empty() {
+                return Ok(report);
+            }
+            let first = txn.counters.next_asset;
+            let count = u32::try_from(fresh.len()).ok().filter(|n| first.checked_add(*n).is_some());
+            let Some(count) = count else {
+                return Err(Error::invalid("asset count", "the database is full (2^32 asset ids)"));
+            };
+            txn.counters.next_asset = first + count;
+            let labels: u64 = fresh.iter().map(|a| a.labels.len() as u64).sum();
+            let seq = txn.event(
+                actor,
+                Action::AssetsAdded {
+                    project: project.id,
+                    first: AssetId(first),
+                    last: AssetId(first + count - 1),
+                    labels,
+                },
+            );
+            report.labels = labels;
+            for (i, a) in fresh.into_iter().enumerate() {
+                let id = AssetId(first + i as u32);
+                let mut latest: HashMap<&Source, LabelId> = HashMap::new();
+                let mut annotators = BTreeSet::new();
+                for (rev, l) in a.labels.iter().enumerate() {
+                    let lid = LabelId::new(id, rev as u32);
+                    if l.kind == LabelKind::Annotation {
+                        annotators.insert(&l.source);
+                    }
+                    let label = Label {
+                        id: lid,
+                        kind: l.kind,
+                        source: l.source.clone(),
+                        parent: latest.insert(&l.source, lid),
+                        derived_from: None,
+                        answers: l.answers.clone(),
+                        scores: l.scores.clone(),
+                        verdict: l.verdict,
+                        created_at: txn.now,
+                        seconds: l.seconds,
+                    };
+                    txn.put_label(&label);
+                }
+                let status = a
+                    .status
+                    .unwrap_or_else(|| status_after_annotations(Status::Todo, annotators.len(), &project.settings));
+                let digest = a.content.digest();
+                let asset = Asset {
+                    id,
+                    project: project.id,
+                    external_id: a.external_id,
+                    content: a.content,
+                    digest,
+                    meta: a.meta,
+                    status,
+                    priority: a.priority,
+                    honeypot: a.honeypot,
+                    deleted: false,
+                    revisions: a.labels.len() as u32,
+                    version: 0,
+                    created_at: txn.now,
+                    created_seq: seq,
+                };
+                txn.batch.put(keys::external(project.id, &asset.external_id), &id);
+                txn.batch.put(keys::asset(id), &asset);
+                report.added.push(id);
+            }
+            Ok(report)
+        })
+    }
+
+    /// The asset with this id.
+    pub fn asset(&self, id: AssetId) -> Result<Asset> {
+        self.inner.store.get(&keys::asset(id))?.ok_or(Error::UnknownAsset(id))
+    }
+
+    /// The asset with this external id in the project.
+    pub fn asset_by_external_id(&self, project: &str, external_id: &str) -> Result<Asset> {
+        let p = self.project(project)?;
+        let id: AssetId = self
+            .inner
+            .store
+            .get(&keys::external(p.id, external_id))?
+            .ok_or_else(|| Error::UnknownExternalId {
+                project: project.to_string(),
+                external_id: external_id.to_string(),
+            })?;
+        self.asset(id)
+    }
+
+    /// Ids of every asset of the project (including soft-deleted ones), ascending.
+    pub fn asset_ids(&self, project: &str) -> Result<Vec<AssetId>> {
+        let p = self.project(project)?;
+        let mut ids = self
+            .inner
+            .store
+            .scan::<AssetId>(&keys::external_prefix(p.id))
+            .map(|kv| kv.map(|(_, id)| id))
+            .collect::<Result<Vec<_>>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Changes an asset's state through `f`, which returns the event to record.
+    fn update_asset(&self, actor: &str, id: AssetId, f: impl FnOnce(&mut Asset) -> Result<Option<Action>>) -> Result<()> {
+        check_name("actor", actor)?;
+        self.write(|txn| {
+            let mut asset = txn.asset(id)?;
+            let Some(action) = f(&mut asset)? else {
+                return Ok(());
+            };
+            asset.version += 1;
+            txn.batch.put(keys::asset(id), &asset);
+            txn.event(actor, action);
+            Ok(())
+        })
+    }
+
+    /// Moves an asset to a new status; illegal transitions (see [`Status`]) are errors.
+    pub fn set_status(&self, actor: &str, id: AssetId, to: Status) -> Result<()> {
+        self.update_asset(actor, id, |a| {
+            live(a)?;
+            if !a.status.can_become(to) {
+                return Err(Error::IllegalTransition {
+                    asset: a.external_id.clone(),
+                    from: a.status,
+                    to,
+                });
+            }
+            let before = std::mem::replace(&mut a.status, to);
+            Ok(Some(Action::StatusChanged { asset: id, before, after: to }))
+        })
+    }
+
+    /// Sets (`Some`) or removes (`None`) a metadata value.
+    pub fn set_meta(&self, actor: &str, id: AssetId, key: &str, value: Option<MetaValue>) -> Result<()> {
+        check_meta(key, value.as_ref())?;
+        self.update_asset(actor, id, |a| {
+            live(a)?;
+            let before = match &value {
+                Some(v) => a.meta.insert(key.to_string(), v.clone()),
+                None => a.meta.remove(key),
+            };
+            if before == value {
+                return Ok(None);
+            }
+            Ok(Some(Action::MetaChanged {
+                asset: id,
+                key: key.to_string(),
+                before,
+                after: value,
+            }))
+        })
+    }
+
+    /// Sets the queue priority.
+    pub fn set_priority(&self, actor: &str, id: AssetId, priority: f64) -> Result<()> {
+        check_priority(priority)?;
+        self.update_asset(actor, id, |a| {
+            live(a)?;
+            let before = std::mem::replace(&mut a.priority, priority);
+            Ok((before != priority).then_some(Action::PriorityChanged {
+                asset: id,
+                before,
+                after: priority,
+            }))
+        })
+    }
+
+    /// Marks or unmarks an asset as a honeypot.
+    pub fn set_honeypot(&self, actor: &str, id: AssetId, honeypot: bool) -> Result<()> {
+        self.update_asset(actor, id, |a| {
+            live(a)?;
+            let before = std::mem::replace(&mut a.honeypot, honeypot);
+            Ok((before != honeypot).then_some(Action::HoneypotChanged { asset: id, after: honeypot }))
+        })
+    }
+
+    /// Soft-deletes an asset: it leaves queries, keeps its history, and can be restored.
+    pub fn delete_asset(&self, actor: &str, id: AssetId) -> Result<()> {
+        self.set_deleted(actor, id, true)
+    }
+
+    /// Restores a soft-deleted asset.
+    pub fn restore_asset(&self, actor: &str, id: AssetId) -> Result<()> {
+        self.set_deleted(actor, id, false)
+    }
+
+    fn set_deleted(&self, actor: &str, id: AssetId, deleted: bool) -> Result<()> {
+        self.update_asset(actor, id, |a| {
+            let before = std::mem::replace(&mut a.deleted, deleted);
+            Ok((before != deleted).then_some(Action::DeletedChanged { asset: id, after: deleted }))
+        })
+    }
+
+    // ---- labels ----
+
+    /// Writes a new label revision on an asset. The actor is the label's source.
+    ///
+    /// A human annotation moves a `TODO`/`ONGOING` asset on (see [`Status`]). With
+    /// `label.parent` set, the write is refused with [`Error::Conflict`] unless that is
+    /// still the latest revision of the same source.
+    pub fn add_label(&self, id: AssetId, label: NewLabel) -> Result<LabelId> {
+        let actor = label.source.actor();
+        self.write(|txn| {
+            let mut asset = txn.asset(id)?;
+            live(&asset)?;
+            let project = self.project_by_id(asset.project)?;
+            label.validate(&project.schema, &asset.external_id, &asset.content)?;
+            let history = self.history(id)?;
+            let latest = history.iter().rev().find(|l| l.source == label.source).map(|l| l.id);
+            if label.parent.is_some() && label.parent != latest {
+                return Err(Error::Conflict {
+                    asset: asset.external_id.clone(),
+                    what: format!("latest revision of {}", label.source),
+                    expected: label.parent.map(|l| l.0),
+                    actual: latest.map(|l| l.0),
+                });
+            }
+            if let Some(d) = label.derived_from {
+                if d.asset() != id || d.revision() >= asset.revisions {
+                    return Err(Error::invalid(
+                        "derived_from",
+                        format!("label {d} is not a revision of asset {:?}", asset.external_id),
+                    ));
+                }
+            }
+            let lid = LabelId::new(id, asset.revisions);
+            let mut status = None;
+            if label.kind == LabelKind::Annotation {
+                let mut annotators: BTreeSet<&Source> = history
+                    .iter()
+                    .filter(|l| l.kind == LabelKind::Annotation)
+                    .map(|l| &l.source)
+                    .collect();
+                annotators.insert(&label.source);
+                let after = status_after_annotations(asset.status, annotators.len(), &project.settings);
+                if after != asset.status {
+                    status = Some((asset.status, after));
+                    asset.status = after;
+                }
+            }
+            let stored = Label {
+                id: lid,
+                kind: label.kind,
+                source: label.source.clone(),
+                parent: latest,
+                derived_from: label.derived_from,
+                answers: label.answers,
+                scores: label.scores,
+                verdict: label.verdict,
+                created_at: txn.now,
+                seconds: label.seconds,
+            };
+            txn.put_label(&stored);
+            asset.revisions += 1;
+            asset.version += 1;
+            txn.batch.put(keys::asset(id), &asset);
+            txn.event(
+                &actor,
+                Action::LabelAdded {
+                    asset: id,
+                    label: lid,
+                    kind: stored.kind,
+                    source: stored.source,
+                    status,
+                },
+            );
+            Ok(lid)
+        })
+    }
+
+    /// The label revision with this id.
+    pub fn label(&self, id: LabelId) -> Result<Label> {
+        self.inner.store.get(&keys::label(id))?.ok_or(Error::UnknownLabel(id))
+    }
+
+    /// Every label revision of an asset, oldest first.
+    pub fn history(&self, asset: AssetId) -> Result<Vec<Label>> {
+        self.inner
+            .store
+            .scan::<Label>(&keys::labels_of(asset))
+            .map(|kv| kv.map(|(_, l)| l))
+            .collect()
+    }
+
+    /// A label's ancestors: its parent and derived-from chains, nearest first, each once.
+    pub fn ancestors(&self, id: LabelId) -> Result<Vec<Label>> {
+        let start = self.label(id)?;
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::from([id]);
+        let mut queue: std::collections::VecDeque<LabelId> =
+            start.parent.into_iter().chain(start.derived_from).collect();
+        while let Some(next) = queue.pop_front() {
+            if !seen.insert(next) {
+                continue;
+            }
+            let l = self.label(next)?;
+            queue.extend(l.parent.into_iter().chain(l.derived_from));
+            out.push(l);
+        }
+        Ok(out)
+    }
+
+    /// Every label written by a model version or a rule version, by id.
+    /// Human sources are answered by [`Db::audit_actor`] (and the author index).
+    pub fn labels_from(&self, source: &Source) -> Result<Vec<Label>> {
+        let Some(prefix) = keys::source_labels(source) else {
+            return Err(Error::invalid("source", "labels_from takes a model or rule source"));
+        };
+        self.inner
+            .store
+            .scan_keys(&prefix)
+            .map(|k| {
+                let k = k?;
+                let id = keys::u64_suffix(&k).ok_or_else(|| Error::Corruption {
+                    key: keys::describe(&k),
+                    reason: "short source index key".into(),
+                })?;
+                self.label(LabelId(id))
+            })
+            .collect()
+    }
+
+    // ---- event log ----
+
+    /// Every event after `seq`, in order: the change feed.
+    pub fn changes_since(&self, seq: Seq) -> impl Iterator<Item = Result<Event>> + '_ {
+        self.inner
+            .store
+            .range::<Event>(&keys::event(seq.saturating_add(1)), &[keys::tag::EVENT + 1])
+            .map(|kv| kv.map(|(_, e)| e))
+    }
+
+    /// The event with this seq.
+    pub fn event(&self, seq: Seq) -> Result<Option<Event>> {
+        self.inner.store.get(&keys::event(seq))
+    }
+
+    /// Every event about an asset, oldest first, starting with the one that created it.
+    pub fn audit_asset(&self, id: AssetId) -> Result<Vec<Event>> {
+        let asset = self.asset(id)?;
+        let mut seqs = vec![asset.created_seq];
+        for k in self.inner.store.scan_keys(&keys::asset_events(id)) {
+            let k = k?;
+            seqs.extend(keys::u64_suffix(&k));
+        }
+        self.events(seqs)
+    }
+
+    /// Every event by an actor with seq > `since`, oldest first.
+    pub fn audit_actor(&self, actor: &str, since: Seq) -> Result<Vec<Event>> {
+        let mut seqs = Vec::new();
+        for k in self.inner.store.scan_keys(&keys::actor_events(actor)) {
+            let k = k?;
+            seqs.extend(keys::u64_suffix(&k).filter(|s| *s > since));
+        }
+        self.events(seqs)
+    }
+
+    /// The project an event belongs to.
+    pub fn event_project(&self, e: &Event) -> Result<Option<ProjectId>> {
+        Ok(match &e.action {
+            Action::ProjectCreated { project, .. } | Action::AssetsAdded { project, .. } => Some(*project),
+            other => match other.asset() {
+                Some(a) => Some(self.asset(a)?.project),
+                None => None,
+            },
+        })
+    }
+
+    fn events(&self, seqs: Vec<Seq>) -> Result<Vec<Event>> {
+        seqs.into_iter()
+            .map(|s| {
+                self.event(s)?.ok_or_else(|| Error::Corruption {
+                    key: keys::describe(&keys::event(s)),
+                    reason: "an index entry points to a missing event".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn live(a: &Asset) -> Result<()> {
+    if a.deleted {
+        return Err(Error::AssetDeleted(a.external_id.clone()));
+    }
+    Ok(())
+}
+
+/// The status an asset reaches when it has `annotators` distinct human annotators.
+fn status_after_annotations(current: Status, annotators: usize, settings: &Settings) -> Status {
+    match current {
+        Status::Todo | Status::Ongoing if annotators == 0 => current,
+        Status::Todo | Status::Ongoing if annotators >= settings.consensus.max(1) as usize => Status::Labeled,
+        Status::Todo | Status::Ongoing => Status::Ongoing,
+        other => other,
+    }
+}
+
+fn check_priority(p: f64) -> Result<()> {
+    if !p.is_finite() {
+        return Err(Error::invalid("priority", format!("{p} is not a finite number")));
+    }
+    Ok(())
+}
+
+fn check_meta(key: &str, value: Option<&MetaValue>) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_META_KEY_LEN || key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::invalid(
+            "metadata key",
+            format!("{key:?} must be 1 to {MAX_META_KEY_LEN} bytes without spaces or control characters"),
+        ));
+    }
+    match value {
+        Some(MetaValue::Str(s)) if s.len() > MAX_META_VALUE_LEN => Err(Error::invalid(
+            format!("metadata {key:?}"),
+            format!("{} bytes, over the limit of {MAX_META_VALUE_LEN}", s.len()),
+        )),
+        Some(MetaValue::Num(n)) if !n.is_finite() => {
+            Err(Error::invalid(format!("metadata {key:?}"), format!("{n} is not a finite number")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a new asset and its labels against the schema and the documented limits.
+pub fn validate_new_asset(schema: &Schema, a: &NewAsset) -> Result<()> {
+    let ext = &a.external_id;
+    if ext.is_empty() || ext.len() > MAX_EXTERNAL_ID_LEN || ext.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "external id",
+            format!(
+                "{:?} must be 1 to {MAX_EXTERNAL_ID_LEN} bytes without control characters",
+                ext.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    match &a.content {
+        Content::Text(t) if t.len() > MAX_TEXT_LEN => {
+            return Err(Error::invalid(
+                format!("text of {ext:?}"),
+                format!("{} bytes, over the limit of {MAX_TEXT_LEN}", t.len()),
+            ))
+        }
+        Content::Image { uri, width, height } => {
+            if uri.is_empty() || uri.len() > MAX_META_VALUE_LEN {
+                return Err(Error::invalid(format!("image uri of {ext:?}"), format!("must be 1 to {MAX_META_VALUE_LEN} bytes")));
+            }
+            if *width == 0 || *height == 0 {
+                return Err(Error::invalid(format!("image of {ext:?}"), format!("size {width}x{height} must be positive")));
+            }
+        }
+        Content::Text(_) => {}
+    }
+    for (k, v) in &a.meta {
+        check_meta(k, Some(v))?;
+    }
+    check_priority(a.priority)?;
+    for l in &a.labels {
+        if l.parent.is_some() || l.derived_from.is_some() {
+            return Err(Error::invalid(
+                format!("label of {ext:?}"),
+                "labels written with a new asset cannot name a parent or derived-from revision",
+            ));
+        }
+        l.validate(schema, ext, &a.content)?;
+    }
+    Ok(())
+}

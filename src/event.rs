@@ -1,0 +1,161 @@
+//! The event log: an ordered, append-only record of every write.
+//!
+//! Each logical write appends one event in the same atomic batch as the change, so the
+//! log is the audit trail, the change feed ([`crate::Db::changes_since`]) and the replay
+//! source of derived indexes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::asset::{AssetId, MetaValue, Status};
+use crate::label::{LabelId, LabelKind, Source};
+use crate::project::ProjectId;
+
+/// Position in the event log; the first event has seq 1.
+pub type Seq = u64;
+
+/// One entry of the event log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its position.
+    pub seq: Seq,
+    /// When, milliseconds since the Unix epoch.
+    pub at: u64,
+    /// Who: a user, `model:name@version` or `rule:name@version`.
+    pub actor: String,
+    /// What changed.
+    pub action: Action,
+}
+
+/// What an event did, with the before and after values where something changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Action {
+    /// A project was created.
+    ProjectCreated {
+        /// The project.
+        project: ProjectId,
+        /// Its name.
+        name: String,
+    },
+    /// Assets were added (ids `first..=last`, consecutive) with `labels` labels.
+    AssetsAdded {
+        /// The project.
+        project: ProjectId,
+        /// First new asset.
+        first: AssetId,
+        /// Last new asset.
+        last: AssetId,
+        /// Labels written with them.
+        labels: u64,
+    },
+    /// A label revision was written.
+    LabelAdded {
+        /// The asset.
+        asset: AssetId,
+        /// The new revision.
+        label: LabelId,
+        /// Its kind.
+        kind: LabelKind,
+        /// Its source.
+        source: Source,
+        /// The status change it caused, if any: (before, after).
+        status: Option<(Status, Status)>,
+    },
+    /// The status changed.
+    StatusChanged {
+        /// The asset.
+        asset: AssetId,
+        /// Before.
+        before: Status,
+        /// After.
+        after: Status,
+    },
+    /// A metadata key was set or removed.
+    MetaChanged {
+        /// The asset.
+        asset: AssetId,
+        /// The key.
+        key: String,
+        /// Before (`None`: absent).
+        before: Option<MetaValue>,
+        /// After (`None`: removed).
+        after: Option<MetaValue>,
+    },
+    /// The priority changed.
+    PriorityChanged {
+        /// The asset.
+        asset: AssetId,
+        /// Before.
+        before: f64,
+        /// After.
+        after: f64,
+    },
+    /// The honeypot flag changed.
+    HoneypotChanged {
+        /// The asset.
+        asset: AssetId,
+        /// After.
+        after: bool,
+    },
+    /// The asset was soft-deleted (`true`) or restored (`false`).
+    DeletedChanged {
+        /// The asset.
+        asset: AssetId,
+        /// After.
+        after: bool,
+    },
+}
+
+impl Action {
+    /// The single asset this action is about, if it is about one.
+    pub fn asset(&self) -> Option<AssetId> {
+        match self {
+            Action::ProjectCreated { .. } | Action::AssetsAdded { .. } => None,
+            Action::LabelAdded { asset, .. }
+            | Action::StatusChanged { asset, .. }
+            | Action::MetaChanged { asset, .. }
+            | Action::PriorityChanged { asset, .. }
+            | Action::HoneypotChanged { asset, .. }
+            | Action::DeletedChanged { asset, .. } => Some(*asset),
+        }
+    }
+
+    /// Every asset this action touches.
+    pub fn assets(&self) -> impl Iterator<Item = AssetId> {
+        let (lo, hi) = match self {
+            Action::ProjectCreated { .. } => (1, 0),
+            Action::AssetsAdded { first, last, .. } => (first.0, last.0),
+            other => {
+                let a = other.asset().map_or(0, |a| a.0);
+                (a, a)
+            }
+        };
+        (lo..=hi).map(AssetId)
+    }
+
+    /// A short human-readable description.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::ProjectCreated { name, .. } => format!("created project {name:?}"),
+            Action::AssetsAdded { first, last, labels, .. } => {
+                format!("added {} assets ({first}..{last}) with {labels} labels", last.0 - first.0 + 1)
+            }
+            Action::LabelAdded { asset, label, kind, status, .. } => {
+                let mut s = format!("{kind} {label} on {asset}");
+                if let Some((b, a)) = status {
+                    s.push_str(&format!(", status {b} -> {a}"));
+                }
+                s
+            }
+            Action::StatusChanged { asset, before, after } => format!("status of {asset}: {before} -> {after}"),
+            Action::MetaChanged { asset, key, before, after } => format!(
+                "meta {key} of {asset}: {} -> {}",
+                before.as_ref().map_or("-".to_string(), |v| v.to_string()),
+                after.as_ref().map_or("-".to_string(), |v| v.to_string())
+            ),
+            Action::PriorityChanged { asset, before, after } => format!("priority of {asset}: {before} -> {after}"),
+            Action::HoneypotChanged { asset, after } => format!("honeypot of {asset}: {after}"),
+            Action::DeletedChanged { asset, after: true } => format!("deleted {asset}"),
+            Action::DeletedChanged { asset, after: false } => format!("restored {asset}"),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Streaming import of the native JSONL format and CoNLL/IOB files (docs/formats.md).
+//!
+//! A reader turns the input into records, one per asset, each with the line it starts
+//! on. Records are validated one by one and written in batches, each batch one atomic
+//! write. A bad record stops the import with its line number and nothing of its batch
+//! written, or is skipped and counted with `skip_invalid`. External ids already in the
+//! project are reported as duplicates and never doubled, so an interrupted import can
+//! simply be run again.
+
+mod conll;
+mod jsonl;
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::asset::NewAsset;
+use crate::db::{validate_new_asset, Db};
+use crate::error::{Error, Result};
+use crate::project::{JobKind, Project};
+
+pub use jsonl::{parse_line as parse_jsonl_line, to_codepoint, to_byte_offset};
+
+/// An input format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The native JSONL format: one asset per line.
+    Jsonl,
+    /// CoNLL/IOB: one token per line, tag in the last column, blank lines between sentences.
+    Conll,
+}
+
+impl Format {
+    /// Guesses the format from a file name (`.jsonl`/`.json` → JSONL, else CoNLL).
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "json" | "ndjson") => Format::Jsonl,
+            _ => Format::Conll,
+        }
+    }
+}
+
+/// How to import.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// The input format.
+    pub format: Format,
+    /// CoNLL: the spans job the tags answer (default: the schema's only spans job).
+    pub job: Option<String>,
+    /// CoNLL: the human author of the imported annotations (default `gold`).
+    pub author: String,
+    /// Skip and count bad records instead of stopping.
+    pub skip_invalid: bool,
+    /// Assets per atomic write (default 2,000).
+    pub batch_size: usize,
+}
+
+impl ImportOptions {
+    /// Defaults for a format.
+    pub fn new(format: Format) -> ImportOptions {
+        ImportOptions {
+            format,
+            job: None,
+            author: "gold".into(),
+            skip_invalid: false,
+            batch_size: 2_000,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Records read (valid or not).
+    pub records: u64,
+    /// New assets written.
+    pub imported: u64,
+    /// Records whose external id already existed: skipped.
+    pub duplicates: u64,
+    /// Labels written.
+    pub labels: u64,
+    /// Bad records skipped (`skip_invalid`).
+    pub invalid: u64,
+    /// The first few skipped records' errors, `line: message`.
+    pub invalid_samples: Vec<String>,
+    /// Bytes of input consumed so far.
+    pub bytes: u64,
+}
+
+const INVALID_SAMPLES: usize = 10;
+
+/// One parsed record: the line it starts on, and the asset or why it is bad.
+pub(crate) type Record = (u64, Result<NewAsset>);
+
+impl Db {
+    /// Imports a file into a project; `progress` is called after each batch.
+    pub fn import_file(
+        &self,
+        actor: &str,
+        project: &str,
+        path: &Path,
+        options: &ImportOptions,
+        progress: impl FnMut(&ImportReport),
+    ) -> Result<ImportReport> {
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        self.import_reader(actor, project, BufReader::new(file), &name, options, progress)
+    }
+
+    /// Imports from a reader; `file_name` names the input in errors and CoNLL external ids.
+    pub fn import_reader(
+        &self,
+        actor: &str,
+        project: &str,
+        reader: impl BufRead,
+        file_name: &str,
+        options: &ImportOptions,
+        mut progress: impl FnMut(&ImportReport),
+    ) -> Result<ImportReport> {
+        let project = self.project(project)?;
+        let bytes = Rc::new(Cell::new(0u64));
+        let counter = Counting {
+            inner: reader,
+            bytes: bytes.clone(),
+        };
+        match options.format {
+            Format::Jsonl => {
+                let records = jsonl::records(counter, &project.schema);
+                self.drive(&project, actor, records, file_name, options, &bytes, &mut progress)
+            }
+            Format::Conll => {
+                let job = conll_job(&project, options.job.as_deref())?;
+                let records = conll::records(counter, file_name, job, &options.author);
+                self.drive(&project, actor, records, file_name, options, &bytes, &mut progress)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn drive(
+        &self,
+        project: &Project,
+        actor: &str,
+        records: impl Iterator<Item = Result<Record>>,
+        file_name: &str,
+        options: &ImportOptions,
+        bytes: &Cell<u64>,
+        progress: &mut impl FnMut(&ImportReport),
+    ) -> Result<ImportReport> {
+        let fail = |line: u64, source: Error| Error::Import {
+            file: file_name.to_string(),
+            line,
+            source: Box::new(source),
+        };
+        let batch_size = options.batch_size.max(1);
+        let mut report = ImportReport::default();
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut seen: HashSet<String> = HashSet::new();
+        for item in records {
+            let (line, record) = item?;
+            report.records += 1;
+            let checked = record.and_then(|a| {
+                validate_new_asset(&project.schema, &a)?;
+                if !seen.insert(a.external_id.clone()) {
+                    return Err(Error::DuplicateExternalId(a.external_id));
+                }
+                Ok(a)
+            });
+            match checked {
+                Ok(a) => batch.push(a),
+                Err(e) if options.skip_invalid => {
+                    report.invalid += 1;
+                    if report.invalid_samples.len() < INVALID_SAMPLES {
+                        report.invalid_samples.push(format!("{line}: {e}"));
+                    }
+                }
+                Err(e) => return Err(fail(line, e)),
+            }
+            if batch.len() >= batch_size {
+                self.write_batch(project, actor, &mut batch, &mut report)?;
+                report.bytes = bytes.get();
+                progress(&report);
+            }
+        }
+        self.write_batch(project, actor, &mut batch, &mut report)?;
+        report.bytes = bytes.get();
+        progress(&report);
+        Ok(report)
+    }
+
+    fn write_batch(&self, project: &Project, actor: &str, batch: &mut Vec<NewAsset>, report: &mut ImportReport) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let r = self.insert_assets(actor, project, std::mem::take(batch))?;
+        report.imported += r.added.len() as u64;
+        report.duplicates += r.duplicates.len() as u64;
+        report.labels += r.labels;
+        Ok(())
+    }
+}
+
+/// The spans job CoNLL tags answer: the named one, or the schema's only spans job.
+fn conll_job<'p>(project: &'p Project, job: Option<&str>) -> Result<&'p str> {
+    let spans: Vec<&str> = project
+        .schema
+        .jobs
+        .iter()
+        .filter(|j| j.kind == JobKind::Spans)
+        .map(|j| j.name.as_str())
+        .collect();
+    match job {
+        Some(name) => match project.schema.job(name) {
+            Some(j) if j.kind == JobKind::Spans => Ok(&j.name),
+            Some(j) => Err(Error::invalid("--job", format!("job {name:?} is a {} job, CoNLL needs a spans job", j.kind.as_str()))),
+            None => Err(Error::invalid("--job", format!("project {:?} has no job {name:?}", project.name))),
+        },
+        None => match spans.as_slice() {
+            [one] => Ok(one),
+            [] => Err(Error::invalid("--job", format!("project {:?} has no spans job for CoNLL tags", project.name))),
+            _ => Err(Error::invalid("--job", format!("project {:?} has several spans jobs; name one", project.name))),
+        },
+    }
+}
+
+/// Counts the bytes read through it, for progress.
+struct Counting<R> {
+    inner: R,
+    bytes: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.set(self.bytes.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.bytes.set(self.bytes.get() + amt as u64);
+        self.inner.consume(amt);
+    }
+}

@@ -1,0 +1,419 @@
+//! The `labeldb` command-line tool: a thin layer over the library.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use labeldb::json::{asset_json, event_json, label_json};
+use labeldb::{Db, Format, ImportOptions, Schema, Status};
+
+#[derive(Parser)]
+#[command(name = "labeldb", version, about = "An embedded data-labelling database")]
+struct Cli {
+    /// The database directory.
+    #[arg(long, global = true, default_value = "./labeldb.db")]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an empty database.
+    Init,
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Import assets and labels from a JSONL or CoNLL file.
+    Import {
+        /// The project.
+        project: String,
+        /// The file.
+        file: PathBuf,
+        /// The format (default: from the file extension, .jsonl → jsonl, else conll).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// CoNLL: the spans job the tags answer.
+        #[arg(long)]
+        job: Option<String>,
+        /// CoNLL: the author of the imported annotations.
+        #[arg(long, default_value = "gold")]
+        author: String,
+        /// Skip and count bad records instead of stopping at the first.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Who is importing (recorded in the event log).
+        #[arg(long, default_value = "import")]
+        actor: String,
+    },
+    /// Counts by status, label kind, source and class.
+    Stats {
+        /// The project.
+        project: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One asset: content, state, label history and lineage.
+    Show {
+        /// The project.
+        project: String,
+        /// The asset's external id.
+        external_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The event log of a project.
+    Audit {
+        /// The project.
+        project: String,
+        /// Only events by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only events after this seq.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Print JSON (one array).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record and invariant; exit 0 only when all hold (1 when not).
+    Verify {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole labelling loop on generated customer-order emails.
+    Demo {
+        /// Where to put the demo database (default: a new directory under the temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// How many emails.
+        #[arg(long, default_value_t = 10_000)]
+        assets: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project from a schema file.
+    Create {
+        /// Its name.
+        name: String,
+        /// The schema file: {"jobs": [{"name", "kind", "classes"}]}.
+        #[arg(long)]
+        schema: PathBuf,
+        /// Who creates it.
+        #[arg(long, default_value = "admin")]
+        actor: String,
+    },
+    /// List projects.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Jsonl,
+    Conll,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// Opens an existing database (only `init` and `demo` create one).
+fn open(path: &Path) -> Result<Db> {
+    if !path.exists() {
+        bail!("no database at {} (run `labeldb init` first, or pass --db)", path.display());
+    }
+    Ok(Db::open(path)?)
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => { writeln!($out, $($arg)*)? };
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Init => {
+            if cli.db.exists() {
+                bail!("{} already exists", cli.db.display());
+            }
+            let db = Db::open(&cli.db)?;
+            db.flush()?;
+            say!(out, "initialized {} (format {})", cli.db.display(), labeldb::FORMAT_VERSION);
+        }
+        Command::Project { command: ProjectCommand::Create { name, schema, actor } } => {
+            let db = open(&cli.db)?;
+            let text = std::fs::read_to_string(&schema).with_context(|| format!("reading {}", schema.display()))?;
+            let schema = Schema::from_json(&text).with_context(|| format!("in {}", schema.display()))?;
+            let id = db.create_project(&actor, &name, schema)?;
+            db.flush()?;
+            say!(out, "created project {name:?} ({id})");
+        }
+        Command::Project { command: ProjectCommand::List { json } } => {
+            let db = open(&cli.db)?;
+            let projects = db.projects();
+            if json {
+                drop(out);
+                let list: Vec<_> = projects
+                    .iter()
+                    .map(|p| json!({"name": p.name, "id": p.id.0, "schema": p.schema.to_json()}))
+                    .collect();
+                print_json(&json!(list))?;
+            } else {
+                for p in projects {
+                    let jobs: Vec<String> =
+                        p.schema.jobs.iter().map(|j| format!("{} ({}, {} classes)", j.name, j.kind.as_str(), j.classes.len())).collect();
+                    say!(out, "{:<24} {}", p.name, jobs.join(", "));
+                }
+            }
+        }
+        Command::Import { project, file, format, job, author, skip_invalid, actor } => {
+            let db = open(&cli.db)?;
+            let format = match format {
+                Some(FormatArg::Jsonl) => Format::Jsonl,
+                Some(FormatArg::Conll) => Format::Conll,
+                None => Format::from_path(&file),
+            };
+            let options = ImportOptions { job, author, skip_invalid, ..ImportOptions::new(format) };
+            let total = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let bar = if io::stderr().is_terminal() { ProgressBar::new(total) } else { ProgressBar::hidden() };
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let started = std::time::Instant::now();
+            let result = db.import_file(&actor, &project, &file, &options, |r| {
+                bar.set_position(r.bytes);
+                bar.set_message(format!("{} imported, {} duplicates", r.imported, r.duplicates));
+            });
+            bar.finish_and_clear();
+            let report = result?;
+            db.flush()?;
+            let secs = started.elapsed().as_secs_f64();
+            say!(
+                out,
+                "imported {} assets with {} labels from {} records ({} duplicates skipped, {} invalid skipped) in {:.2}s ({:.0} assets/s)",
+                report.imported,
+                report.labels,
+                report.records,
+                report.duplicates,
+                report.invalid,
+                secs,
+                report.imported as f64 / secs.max(1e-9)
+            );
+            for s in &report.invalid_samples {
+                say!(out, "  skipped line {s}");
+            }
+        }
+        Command::Stats { project, json } => {
+            let db = open(&cli.db)?;
+            let s = db.stats(&project)?;
+            if json {
+                drop(out);
+                print_json(&json!({
+                    "project": project,
+                    "assets": s.assets,
+                    "deleted": s.deleted,
+                    "labels": s.labels,
+                    "by_status": s.by_status.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "by_kind": s.by_kind.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "by_source": s.by_source,
+                    "classes": s.classes,
+                    "human_seconds": s.human_seconds,
+                }))?;
+            } else {
+                print_stats(&mut out, &project, &s)?;
+            }
+        }
+        Command::Show { project, external_id, json } => {
+            let db = open(&cli.db)?;
+            let asset = db.asset_by_external_id(&project, &external_id)?;
+            let history = db.history(asset.id)?;
+            let mut lineage = Vec::new();
+            for l in &history {
+                lineage.push((l.id, db.ancestors(l.id)?));
+            }
+            if json {
+                drop(out);
+                let labels: Vec<_> = history.iter().map(|l| label_json(l, &asset.content)).collect();
+                let lineage: serde_json::Map<_, _> = lineage
+                    .iter()
+                    .map(|(id, anc)| (id.to_string(), json!(anc.iter().map(|a| a.id.to_string()).collect::<Vec<_>>())))
+                    .collect();
+                print_json(&json!({"asset": asset_json(&asset), "labels": labels, "lineage": lineage}))?;
+            } else {
+                say!(out, "{} {} in {project}", asset.external_id, asset.id);
+                match &asset.content {
+                    labeldb::Content::Text(t) => say!(out, "  text:     {t}"),
+                    labeldb::Content::Image { uri, width, height } => say!(out, "  image:    {uri} ({width}x{height})"),
+                }
+                say!(out, "  status:   {}{}", asset.status, if asset.deleted { " (deleted)" } else { "" });
+                say!(out, "  priority: {}   honeypot: {}", asset.priority, asset.honeypot);
+                for (k, v) in &asset.meta {
+                    say!(out, "  meta.{k}: {v}");
+                }
+                say!(out, "  digest:   {}", asset.digest);
+                say!(out, "labels ({}):", history.len());
+                for (l, (_, anc)) in history.iter().zip(&lineage) {
+                    let answers: Vec<String> = l.answers.iter().map(|(j, a)| format!("{j}={}", answer_text(a, &asset.content))).collect();
+                    say!(out, "  {:<8} {:<10} {:<16} {}", l.id, l.kind.as_str(), l.source.to_string(), answers.join("  "));
+                    if let Some(v) = l.verdict {
+                        say!(out, "           verdict: {v:?}");
+                    }
+                    if !anc.is_empty() {
+                        let chain: Vec<String> = anc.iter().map(|a| format!("{} ({} by {})", a.id, a.kind, a.source)).collect();
+                        say!(out, "           lineage: {}", chain.join(" <- "));
+                    }
+                }
+            }
+        }
+        Command::Audit { project, actor, since, json } => {
+            let db = open(&cli.db)?;
+            let p = db.project(&project)?;
+            let events: Vec<labeldb::Event> = match &actor {
+                Some(a) => db.audit_actor(a, since)?,
+                None => db.changes_since(since).collect::<labeldb::Result<_>>()?,
+            };
+            let mut mine = Vec::new();
+            for e in events {
+                if db.event_project(&e)? == Some(p.id) {
+                    mine.push(e);
+                }
+            }
+            if json {
+                drop(out);
+                print_json(&json!(mine.iter().map(event_json).collect::<Vec<_>>()))?;
+            } else {
+                for e in &mine {
+                    say!(out, "{:>8}  {}  {:<16} {}", e.seq, e.at, e.actor, e.action.describe());
+                }
+            }
+        }
+        Command::Verify { json } => {
+            let db = open(&cli.db)?;
+            let report = db.verify()?;
+            if json {
+                drop(out);
+                print_json(&json!({"clean": report.is_clean(), "records": report.records, "problems": report.problems}))?;
+            } else {
+                for p in &report.problems {
+                    say!(out, "problem: {p}");
+                }
+                say!(out, "{} records checked, {} problems", report.records, report.problems.len());
+            }
+            if !report.is_clean() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Demo { dir, assets } => {
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("labeldb-demo-{}-{}", std::process::id(), labeldb_now()))
+            });
+            say!(out, "labeldb demo: {assets} customer-order emails in {}", dir.display());
+            out.flush()?;
+            let started = std::time::Instant::now();
+            let report = labeldb::demo::run(&dir, assets, |phase| eprintln!("  … {phase}"))?;
+            let total = started.elapsed();
+            say!(out, "\nphases:");
+            for (name, took, writes) in &report.phases {
+                let rate = *writes as f64 / took.as_secs_f64().max(1e-9);
+                say!(out, "  {name:<24} {:>8.3}s  {writes:>7} writes  {rate:>10.0}/s", took.as_secs_f64());
+            }
+            print_stats(&mut out, labeldb::demo::PROJECT, &report.stats)?;
+            say!(out, "\nannotators (category accuracy against the truth):");
+            for (name, (labels, right)) in &report.annotators {
+                say!(out, "  {name:<8} {labels:>6} labels  {:>5.1}% right", 100.0 * *right as f64 / (*labels).max(1) as f64);
+            }
+            say!(out, "  model clf@1 {:>5.1}% right", 100.0 * report.model_accuracy);
+            say!(
+                out,
+                "\n{} events in the log, {:.1} MiB on disk, verify: {}, total {:.2}s",
+                report.events,
+                report.bytes_on_disk as f64 / (1 << 20) as f64,
+                if report.verified { "clean" } else { "PROBLEMS" },
+                total.as_secs_f64()
+            );
+            say!(out, "try: labeldb --db {} show orders email-1", dir.join("demo.labeldb").display());
+            if !report.verified {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn labeldb_now() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+fn answer_text(a: &labeldb::Answer, content: &labeldb::Content) -> String {
+    match a {
+        labeldb::Answer::Classes(c) => c.join(","),
+        labeldb::Answer::Spans(spans) => {
+            let text = content.text().unwrap_or("");
+            let parts: Vec<String> = spans
+                .iter()
+                .map(|s| format!("{}:{:?}", s.class, text.get(s.start as usize..s.end as usize).unwrap_or("?")))
+                .collect();
+            format!("[{}]", parts.join(" "))
+        }
+        labeldb::Answer::Boxes(b) => format!("[{} boxes]", b.len()),
+    }
+}
+
+fn print_stats(out: &mut impl Write, project: &str, s: &labeldb::Stats) -> Result<()> {
+    say!(out, "\nproject {project}: {} assets ({} deleted), {} label revisions", s.assets, s.deleted, s.labels);
+    say!(out, "by status:");
+    for st in Status::ALL {
+        say!(out, "  {:<10} {:>8}", st.as_str(), s.by_status.get(&st).copied().unwrap_or(0));
+    }
+    say!(out, "labels by kind:");
+    for (k, v) in &s.by_kind {
+        say!(out, "  {:<10} {:>8}", k.as_str(), v);
+    }
+    say!(out, "labels by source:");
+    for (k, v) in &s.by_source {
+        say!(out, "  {k:<16} {v:>8}");
+    }
+    say!(out, "classes (latest human annotation per author):");
+    for (job, classes) in &s.classes {
+        let parts: Vec<String> = classes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        say!(out, "  {job:<10} {}", parts.join("  "));
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Key layout: one tag byte, then big-endian, order-preserving fields.
+//!
+//! Everything lives in one sled tree so that a logical write is one atomic
+//! `apply_batch`. docs/format.md describes each key.
+
+use crate::asset::AssetId;
+use crate::event::Seq;
+use crate::label::{LabelId, Source};
+use crate::project::ProjectId;
+
+/// Key tags. Never reuse or renumber one: they are on disk.
+pub(crate) mod tag {
+    pub const META: u8 = 0x00;
+    pub const PROJECT: u8 = 0x01;
+    pub const PROJECT_NAME: u8 = 0x02;
+    pub const ASSET: u8 = 0x03;
+    pub const EXTERNAL: u8 = 0x04;
+    pub const LABEL: u8 = 0x05;
+    pub const EVENT: u8 = 0x06;
+    pub const ASSET_EVENT: u8 = 0x07;
+    pub const ACTOR_EVENT: u8 = 0x08;
+    pub const SOURCE_LABEL: u8 = 0x09;
+}
+
+/// Names of the META records.
+pub(crate) mod meta {
+    pub const FORMAT: &str = "format";
+    pub const COUNTERS: &str = "counters";
+}
+
+pub(crate) fn meta(name: &str) -> Vec<u8> {
+    let mut k = vec![tag::META];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub(crate) fn project(id: ProjectId) -> Vec<u8> {
+    with_tag(tag::PROJECT, &id.0.to_be_bytes())
+}
+
+pub(crate) fn project_name(name: &str) -> Vec<u8> {
+    with_tag(tag::PROJECT_NAME, name.as_bytes())
+}
+
+pub(crate) fn asset(id: AssetId) -> Vec<u8> {
+    with_tag(tag::ASSET, &id.0.to_be_bytes())
+}
+
+pub(crate) fn external_prefix(project: ProjectId) -> Vec<u8> {
+    with_tag(tag::EXTERNAL, &project.0.to_be_bytes())
+}
+
+pub(crate) fn external(project: ProjectId, external_id: &str) -> Vec<u8> {
+    let mut k = external_prefix(project);
+    k.extend_from_slice(external_id.as_bytes());
+    k
+}
+
+pub(crate) fn label(id: LabelId) -> Vec<u8> {
+    with_tag(tag::LABEL, &id.0.to_be_bytes())
+}
+
+/// Prefix of every label of an asset, in revision order.
+pub(crate) fn labels_of(asset: AssetId) -> Vec<u8> {
+    with_tag(tag::LABEL, &asset.0.to_be_bytes())
+}
+
+pub(crate) fn event(seq: Seq) -> Vec<u8> {
+    with_tag(tag::EVENT, &seq.to_be_bytes())
+}
+
+pub(crate) fn asset_events(asset: AssetId) -> Vec<u8> {
+    with_tag(tag::ASSET_EVENT, &asset.0.to_be_bytes())
+}
+
+pub(crate) fn asset_event(asset: AssetId, seq: Seq) -> Vec<u8> {
+    let mut k = asset_events(asset);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Length-prefixed so that one actor's prefix is never another's.
+pub(crate) fn actor_events(actor: &str) -> Vec<u8> {
+    let mut k = vec![tag::ACTOR_EVENT];
+    push_str(&mut k, actor);
+    k
+}
+
+pub(crate) fn actor_event(actor: &str, seq: Seq) -> Vec<u8> {
+    let mut k = actor_events(actor);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Prefix of the labels of a model or rule: its name, and its version when given.
+/// Human sources are not indexed here (the author bitmaps serve them).
+pub(crate) fn source_labels(source: &Source) -> Option<Vec<u8>> {
+    let mut k = vec![tag::SOURCE_LABEL];
+    match source {
+        Source::Human { .. } => return None,
+        Source::Model { name, version } => {
+            k.push(b'm');
+            push_str(&mut k, name);
+            push_str(&mut k, version);
+        }
+        Source::Rule { name, version } => {
+            k.push(b'r');
+            push_str(&mut k, name);
+            push_str(&mut k, version);
+        }
+    }
+    Some(k)
+}
+
+pub(crate) fn source_label(source: &Source, label: LabelId) -> Option<Vec<u8>> {
+    source_labels(source).map(|mut k| {
+        k.extend_from_slice(&label.0.to_be_bytes());
+        k
+    })
+}
+
+fn with_tag(tag: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(tag);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn push_str(k: &mut Vec<u8>, s: &str) {
+    // Names are at most MAX_NAME_LEN bytes, far below u16::MAX.
+    k.extend_from_slice(&(s.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    k.extend_from_slice(s.as_bytes());
+}
+
+/// Reads a big-endian u32 at `at`, if the key is long enough.
+pub(crate) fn u32_at(key: &[u8], at: usize) -> Option<u32> {
+    key.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Reads a big-endian u64 at `at`, if the key is long enough.
+pub(crate) fn u64_at(key: &[u8], at: usize) -> Option<u64> {
+    key.get(at..at + 8).map(|b| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        u64::from_be_bytes(a)
+    })
+}
+
+/// The last 8 bytes as a big-endian u64 (seq or label id suffixes).
+pub(crate) fn u64_suffix(key: &[u8]) -> Option<u64> {
+    key.len().checked_sub(8).and_then(|at| u64_at(key, at))
+}
+
+/// A readable name for a key, for error messages (`asset/42`, `label/42/3`).
+pub(crate) fn describe(key: &[u8]) -> String {
+    let Some((&t, rest)) = key.split_first() else {
+        return "<empty key>".into();
+    };
+    let id32 = || u32_at(key, 1).map_or_else(|| hex(rest), |v| v.to_string());
+    match t {
+        tag::META => format!("meta/{}", String::from_utf8_lossy(rest)),
+        tag::PROJECT => format!("project/{}", id32()),
+        tag::PROJECT_NAME => format!("project-name/{}", String::from_utf8_lossy(rest)),
+        tag::ASSET => format!("asset/{}", id32()),
+        tag::EXTERNAL => format!("external/{}/{}", id32(), String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))),
+        tag::LABEL => match u64_at(key, 1) {
+            Some(v) => format!("label/{}", LabelId(v)),
+            None => format!("label/{}", hex(rest)),
+        },
+        tag::EVENT => format!("event/{}", u64_at(key, 1).map_or_else(|| hex(rest), |v| v.to_string())),
+        tag::ASSET_EVENT => format!("asset-event/{}", hex(rest)),
+        tag::ACTOR_EVENT => format!("actor-event/{}", hex(rest)),
+        tag::SOURCE_LABEL => format!("source-label/{}", hex(rest)),
+        other => format!("unknown-tag-{other:02x}/{}", hex(rest)),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_keys_sort_by_asset_then_revision() {
+        let a = label(LabelId::new(AssetId(1), 300));
+        let b = label(LabelId::new(AssetId(2), 0));
+        let c = label(LabelId::new(AssetId(2), 1));
+        assert!(a < b && b < c);
+        assert!(b.starts_with(&labels_of(AssetId(2))));
+        assert!(!a.starts_with(&labels_of(AssetId(2))));
+    }
+
+    #[test]
+    fn one_actor_prefix_never_covers_another() {
+        assert!(!actor_event("alice2", 1).starts_with(&actor_events("alice")));
+        assert!(actor_event("alice", 1).starts_with(&actor_events("alice")));
+    }
+
+    #[test]
+    fn describe_names_keys_readably() {
+        assert_eq!(describe(&asset(AssetId(42))), "asset/42");
+        assert_eq!(describe(&label(LabelId::new(AssetId(42), 3))), "label/42/3");
+        assert_eq!(describe(&event(17)), "event/17");
+        assert_eq!(describe(&[]), "<empty key>");
+    }
+}

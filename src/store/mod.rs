@@ -1,0 +1,168 @@
+//! The storage core: the only code that touches sled.
+//!
+//! Everything lives in sled's default tree under hand-built keys ([`keys`]) with
+//! checksummed records ([`codec`]). A logical write is one [`Batch`] applied with one
+//! atomic `apply_batch`; sled transactions and `generate_id` are never used.
+
+pub(crate) mod codec;
+pub(crate) mod keys;
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Persistent counters, rewritten in every batch that advances them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counters {
+    pub next_project: u32,
+    pub next_asset: u32,
+    pub next_seq: u64,
+}
+
+/// The sled database behind a `Db`.
+pub(crate) struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and checks its format version.
+    pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        let store = Store { db };
+        let format_key = keys::meta(keys::meta::FORMAT);
+        match store.get::<u32>(&format_key)? {
+            Some(v) if v > FORMAT_VERSION => {
+                return Err(Error::FormatTooNew {
+                    found: v,
+                    supported: FORMAT_VERSION,
+                })
+            }
+            Some(_) => {}
+            None if store.db.is_empty() => {
+                let mut b = Batch::default();
+                b.put(format_key, &FORMAT_VERSION);
+                b.put(keys::meta(keys::meta::COUNTERS), &Counters::default());
+                store.apply(b)?;
+                store.flush()?;
+            }
+            None => {
+                return Err(Error::Corruption {
+                    key: keys::describe(&format_key),
+                    reason: "the database has data but no format version".into(),
+                })
+            }
+        }
+        Ok(store)
+    }
+
+    /// The persisted counters.
+    pub(crate) fn counters(&self) -> Result<Counters> {
+        let key = keys::meta(keys::meta::COUNTERS);
+        self.get(&key)?.ok_or_else(|| Error::Corruption {
+            key: keys::describe(&key),
+            reason: "missing".into(),
+        })
+    }
+
+    /// Reads and decodes one record.
+    pub(crate) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.db.get(key)? {
+            Some(v) => codec::decode(key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a key exists.
+    pub(crate) fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.db.contains_key(key)?)
+    }
+
+    /// Decoded records under a prefix, in key order.
+    pub(crate) fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, T)>> {
+        self.db.scan_prefix(prefix).map(|kv| {
+            let (k, v) = kv?;
+            let t = codec::decode(&k, &v)?;
+            Ok((k.to_vec(), t))
+        })
+    }
+
+    /// Keys under a prefix, in key order.
+    pub(crate) fn scan_keys(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Result<Vec<u8>>> {
+        self.db.scan_prefix(prefix).map(|kv| Ok(kv?.0.to_vec()))
+    }
+
+    /// Decoded records in `[start, end)`, in key order.
+    pub(crate) fn range<T: DeserializeOwned>(&self, start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, T)>> {
+        self.db.range(start.to_vec()..end.to_vec()).map(|kv| {
+            let (k, v) = kv?;
+            let t = codec::decode(&k, &v)?;
+            Ok((k.to_vec(), t))
+        })
+    }
+
+    /// Every raw key and value, for `verify`.
+    pub(crate) fn raw(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
+        self.db.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok((k.to_vec(), v.to_vec()))
+        })
+    }
+
+    /// Applies a batch atomically: all of it is visible at once, and after a crash
+    /// either all of it or none of it is there.
+    pub(crate) fn apply(&self, batch: Batch) -> Result<()> {
+        self.db.apply_batch(batch.inner)?;
+        Ok(())
+    }
+
+    /// Makes every applied batch durable.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the store occupies on disk.
+    pub(crate) fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Writes raw bytes under a key, bypassing the codec. Tests use it to damage records.
+    #[doc(hidden)]
+    pub(crate) fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db.insert(key, value)?;
+        Ok(())
+    }
+}
+
+/// The writes of one logical operation, applied atomically by [`Store::apply`].
+#[derive(Default)]
+pub(crate) struct Batch {
+    inner: sled::Batch,
+}
+
+impl Batch {
+    /// Inserts an encoded record.
+    pub(crate) fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.inner.insert(key, codec::encode(value));
+    }
+
+    /// Inserts an index entry with an empty value.
+    pub(crate) fn mark(&mut self, key: Vec<u8>) {
+        self.inner.insert(key, &[] as &[u8]);
+    }
+
+    /// Removes a key.
+    pub(crate) fn remove(&mut self, key: Vec<u8>) {
+        self.inner.remove(key);
+    }
+}

@@ -1,0 +1,277 @@
+//! `verify`: decodes every record and checks every invariant between them.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::asset::{Asset, AssetId};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::label::{Label, LabelId};
+use crate::project::{Project, ProjectId};
+use crate::store::{codec, keys, keys::tag, Counters, FORMAT_VERSION};
+
+/// What [`Db::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records read.
+    pub records: u64,
+    /// Each problem, naming the key or record.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether every record decoded and every invariant held.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The most problems listed; past it only the count grows.
+const MAX_PROBLEMS: usize = 1000;
+
+struct Checker {
+    report: VerifyReport,
+    hidden: u64,
+}
+
+impl Checker {
+    fn problem(&mut self, p: String) {
+        if self.report.problems.len() < MAX_PROBLEMS {
+            self.report.problems.push(p);
+        } else {
+            self.hidden += 1;
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&mut self, k: &[u8], v: &[u8]) -> Option<T> {
+        match codec::decode(k, v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(e.to_string());
+                None
+            }
+        }
+    }
+}
+
+impl Db {
+    /// Reads every record, checking its crc and decoding it, then checks the invariants
+    /// between records: indexes point to what they index, ids match their keys, labels
+    /// are valid against their schema, revisions and events are contiguous, counters are
+    /// ahead of every id. It changes nothing.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let store = &self.inner.store;
+        let mut c = Checker {
+            report: VerifyReport::default(),
+            hidden: 0,
+        };
+        let mut projects: HashMap<ProjectId, Project> = HashMap::new();
+        let mut project_names: Vec<(Vec<u8>, ProjectId)> = Vec::new();
+        let mut assets: HashMap<AssetId, (ProjectId, u32)> = HashMap::new();
+        let mut externals: Vec<(Vec<u8>, AssetId)> = Vec::new();
+        let mut revisions: HashMap<AssetId, u32> = HashMap::new();
+        let mut source_index: HashSet<Vec<u8>> = HashSet::new();
+        let mut labels_with_source: Vec<(Vec<u8>, LabelId)> = Vec::new();
+        let mut event_refs: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut seqs: Vec<u64> = Vec::new();
+        let mut counters = None;
+        let mut format = None;
+
+        for kv in store.raw() {
+            let (k, v) = kv?;
+            c.report.records += 1;
+            let Some(&t) = k.first() else {
+                c.problem("an empty key".into());
+                continue;
+            };
+            match t {
+                tag::META => {
+                    if k == keys::meta(keys::meta::FORMAT) {
+                        format = c.decode::<u32>(&k, &v);
+                    } else if k == keys::meta(keys::meta::COUNTERS) {
+                        counters = c.decode::<Counters>(&k, &v);
+                    } else {
+                        c.problem(format!("unknown meta record {}", keys::describe(&k)));
+                    }
+                }
+                tag::PROJECT => {
+                    if let Some(p) = c.decode::<Project>(&k, &v) {
+                        if k != keys::project(p.id) {
+                            c.problem(format!("{} holds project {}", keys::describe(&k), p.id));
+                        }
+                        projects.insert(p.id, p);
+                    }
+                }
+                tag::PROJECT_NAME => {
+                    if let Some(id) = c.decode::<ProjectId>(&k, &v) {
+                        project_names.push((k, id));
+                    }
+                }
+                tag::ASSET => {
+                    if let Some(a) = c.decode::<Asset>(&k, &v) {
+                        self.check_asset(&mut c, &k, &a);
+                        assets.insert(a.id, (a.project, a.revisions));
+                    }
+                }
+                tag::EXTERNAL => {
+                    if let Some(id) = c.decode::<AssetId>(&k, &v) {
+                        externals.push((k, id));
+                    }
+                }
+                tag::LABEL => {
+                    if let Some(l) = c.decode::<Label>(&k, &v) {
+                        if k != keys::label(l.id) {
+                            c.problem(format!("{} holds label {}", keys::describe(&k), l.id));
+                        }
+                        *revisions.entry(l.asset()).or_default() += 1;
+                        if let Some(sk) = keys::source_label(&l.source, l.id) {
+                            labels_with_source.push((sk, l.id));
+                        }
+                    }
+                }
+                tag::EVENT => {
+                    if let Some(e) = c.decode::<Event>(&k, &v) {
+                        if k != keys::event(e.seq) {
+                            c.problem(format!("{} holds event {}", keys::describe(&k), e.seq));
+                        }
+                        seqs.push(e.seq);
+                    }
+                }
+                tag::ASSET_EVENT | tag::ACTOR_EVENT => match keys::u64_suffix(&k) {
+                    Some(seq) => event_refs.push((k, seq)),
+                    None => c.problem(format!("{}: short index key", keys::describe(&k))),
+                },
+                tag::SOURCE_LABEL => {
+                    source_index.insert(k);
+                }
+                _ => c.problem(format!("unknown key {}", keys::describe(&k))),
+            }
+        }
+
+        match format {
+            Some(FORMAT_VERSION) => {}
+            Some(v) => c.problem(format!("format version {v}, expected {FORMAT_VERSION}")),
+            None => c.problem("no format version record".into()),
+        }
+        for (k, id) in project_names {
+            match projects.get(&id) {
+                Some(p) if keys::project_name(&p.name) == k => {}
+                _ => c.problem(format!("{} points to {id}, which does not have that name", keys::describe(&k))),
+            }
+        }
+        for (k, id) in &externals {
+            match assets.get(id) {
+                Some((project, _)) if k.starts_with(&keys::external_prefix(*project)) => {}
+                _ => c.problem(format!("{} points to {id}, which is not that asset", keys::describe(k))),
+            }
+        }
+        if externals.len() != assets.len() {
+            c.problem(format!("{} assets but {} external-id entries", assets.len(), externals.len()));
+        }
+        for (id, (project, revs)) in &assets {
+            if !projects.contains_key(project) {
+                c.problem(format!("asset {id} belongs to missing {project}"));
+            }
+            let found = revisions.get(id).copied().unwrap_or(0);
+            if found != *revs {
+                c.problem(format!("asset {id} records {revs} revisions but has {found} labels"));
+            }
+        }
+        for (id, n) in &revisions {
+            if !assets.contains_key(id) {
+                c.problem(format!("{n} labels belong to missing asset {id}"));
+            }
+        }
+        for (sk, id) in &labels_with_source {
+            if !source_index.remove(sk) {
+                c.problem(format!("label {id} is missing from the source index"));
+            }
+        }
+        for k in source_index {
+            c.problem(format!("{} indexes no label", keys::describe(&k)));
+        }
+        seqs.sort_unstable();
+        let seq_set: HashSet<u64> = seqs.iter().copied().collect();
+        for (i, s) in seqs.iter().enumerate() {
+            if *s != i as u64 + 1 {
+                c.problem(format!("event log has a gap before seq {s}"));
+                break;
+            }
+        }
+        for (k, seq) in event_refs {
+            if !seq_set.contains(&seq) {
+                c.problem(format!("{} points to missing event {seq}", keys::describe(&k)));
+            }
+        }
+        if let Some(counters) = counters {
+            let last = seqs.last().copied().unwrap_or(0);
+            if counters.next_seq != last {
+                c.problem(format!("counter next_seq {} but the last event is {last}", counters.next_seq));
+            }
+            if let Some(max) = assets.keys().max() {
+                if counters.next_asset <= max.0 {
+                    c.problem(format!("counter next_asset {} is not past asset {max}", counters.next_asset));
+                }
+            }
+            if let Some(max) = projects.keys().max() {
+                if counters.next_project <= max.0 {
+                    c.problem(format!("counter next_project {} is not past {max}", counters.next_project));
+                }
+            }
+        } else {
+            c.problem("no counters record".into());
+        }
+        if c.hidden > 0 {
+            c.report.problems.push(format!("... and {} more problems", c.hidden));
+        }
+        Ok(c.report)
+    }
+
+    /// Checks one asset and its labels against its project's schema.
+    fn check_asset(&self, c: &mut Checker, k: &[u8], a: &Asset) {
+        if k != keys::asset(a.id) {
+            c.problem(format!("{} holds asset {}", keys::describe(k), a.id));
+        }
+        if a.content.digest() != a.digest {
+            c.problem(format!("asset {} ({:?}): content does not match its digest", a.id, a.external_id));
+        }
+        let Ok(project) = self.project_by_id(a.project) else {
+            return;
+        };
+        let history = match self.history(a.id) {
+            Ok(h) => h,
+            Err(Error::Corruption { .. }) => return, // reported when the raw scan reaches it
+            Err(e) => {
+                c.problem(format!("asset {}: {e}", a.id));
+                return;
+            }
+        };
+        for (rev, l) in history.iter().enumerate() {
+            if l.id.revision() as usize != rev {
+                c.problem(format!("asset {}: revision {} is stored at position {rev}", a.id, l.id));
+            }
+            let as_new = crate::label::NewLabel {
+                kind: l.kind,
+                source: l.source.clone(),
+                parent: None,
+                derived_from: None,
+                answers: l.answers.clone(),
+                scores: l.scores.clone(),
+                verdict: l.verdict,
+                seconds: l.seconds,
+            };
+            if let Err(e) = as_new.validate(&project.schema, &a.external_id, &a.content) {
+                c.problem(format!("label {}: {e}", l.id));
+            }
+            let expected_parent = history[..rev].iter().rev().find(|p| p.source == l.source).map(|p| p.id);
+            if l.parent != expected_parent {
+                c.problem(format!("label {}: parent {:?}, expected {:?}", l.id, l.parent, expected_parent));
+            }
+            if let Some(d) = l.derived_from {
+                if d.asset() != a.id || d.revision() as usize >= rev {
+                    c.problem(format!("label {}: derived from {d}, not an earlier revision of its asset", l.id));
+                }
+            }
+        }
+    }
+}
