@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::event::{Action, Event, Seq};
 use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
 use crate::project::{check_name, Project, ProjectId, Schema, Settings};
-use crate::store::{keys, Batch, Counters, Store};
+use crate::index::{self, Delta, Indexes};
+use crate::store::{codec, keys, Batch, Counters, Store};
 
 /// When writes become durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -72,6 +73,7 @@ impl DbBuilder {
             let (_, p) = kv?;
             projects.insert(Arc::new(p));
         }
+        let (index, info) = load_indexes(&store, counters.last_seq)?;
         Ok(Db {
             inner: Arc::new(Inner {
                 store,
@@ -79,6 +81,9 @@ impl DbBuilder {
                 durability: self.durability,
                 writer: Mutex::new(counters),
                 projects: RwLock::new(projects),
+                checkpointed: Mutex::new(info.checkpoint_seq),
+                index: RwLock::new(index),
+                open_info: info,
             }),
         })
     }
@@ -95,15 +100,168 @@ pub(crate) struct Inner {
     path: PathBuf,
     durability: Durability,
     /// The writer lock. It guards the counters, which only a writer advances.
-    writer: Mutex<Counters>,
+    pub(crate) writer: Mutex<Counters>,
     projects: RwLock<Projects>,
+    /// The bitmap indexes; written only by the holder of `writer`.
+    pub(crate) index: RwLock<Indexes>,
+    /// The seq of the last index checkpoint written.
+    checkpointed: Mutex<Seq>,
+    open_info: IndexInfo,
+}
+
+impl Inner {
+    /// Checkpoints the indexes if they moved since the last checkpoint, then flushes.
+    fn flush(&self) -> Result<()> {
+        let guard = self.writer.lock();
+        let mut checkpointed = self.checkpointed.lock();
+        let index = self.index.read();
+        if index.seq != *checkpointed {
+            self.store.write_checkpoint(&codec::encode(&index.image()))?;
+            *checkpointed = index.seq;
+        }
+        drop(index);
+        drop(guard);
+        self.store.flush()
+    }
+}
+
+impl Inner {
+    /// Writes a checkpoint even if the seq did not move (after a repair).
+    pub(crate) fn force_checkpoint(&self) -> Result<()> {
+        *self.checkpointed.lock() = Seq::MAX;
+        self.flush()
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // Best effort: a failure here has nowhere to go; `flush` reports it to callers.
-        let _ = self.store.flush();
+        let _ = self.flush();
     }
+}
+
+/// A stored record, for the test hooks [`Db::damage_record`] and [`Db::raw_record`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum RecordRef {
+    /// An asset record.
+    Asset(AssetId),
+    /// A label record.
+    Label(LabelId),
+    /// An event record.
+    Event(Seq),
+    /// A project record.
+    Project(ProjectId),
+    /// The first chunk of the index checkpoint.
+    IndexCheckpoint,
+}
+
+impl RecordRef {
+    fn key(self) -> Vec<u8> {
+        match self {
+            RecordRef::Asset(id) => keys::asset(id),
+            RecordRef::Label(id) => keys::label(id),
+            RecordRef::Event(seq) => keys::event(seq),
+            RecordRef::Project(id) => keys::project(id),
+            RecordRef::IndexCheckpoint => keys::index_chunk(0),
+        }
+    }
+}
+
+/// What opening found about the bitmap indexes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The seq of the checkpoint loaded (0: none).
+    pub checkpoint_seq: Seq,
+    /// Events replayed after the checkpoint.
+    pub replayed_events: u64,
+    /// Why the indexes were rebuilt from primary data instead, if they were.
+    pub rebuilt: Option<String>,
+}
+
+/// Loads the index checkpoint and replays the log after it, or rebuilds.
+fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
+    let mut info = IndexInfo::default();
+    let loaded = match store.read_checkpoint() {
+        Ok(Some(bytes)) => match codec::decode::<index::Image>(&keys::index_head(), &bytes) {
+            Ok(image) => Indexes::from_image(image).map_err(|e| format!("checkpoint does not decode: {e}")),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(None) if last_seq == 0 => Ok(Indexes::default()),
+        Ok(None) => Err("no checkpoint".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut idx = match loaded {
+        Ok(i) if i.seq <= last_seq => i,
+        Ok(i) => {
+            info.rebuilt = Some(format!("checkpoint at seq {} is ahead of the log ({last_seq})", i.seq));
+            rebuild_indexes(store, last_seq)?
+        }
+        Err(reason) => {
+            info.rebuilt = Some(reason);
+            rebuild_indexes(store, last_seq)?
+        }
+    };
+    info.checkpoint_seq = idx.seq;
+    if idx.seq < last_seq {
+        let mut touched = roaring::RoaringBitmap::new();
+        for kv in store.range::<Event>(&keys::event(idx.seq + 1), &[keys::tag::EVENT + 1]) {
+            let (_, e) = kv?;
+            info.replayed_events += 1;
+            for a in e.action.assets() {
+                touched.insert(a.0);
+            }
+        }
+        idx.forget(&touched);
+        for id in &touched {
+            let id = AssetId(id);
+            let Some(asset) = store.get::<Asset>(&keys::asset(id))? else {
+                continue;
+            };
+            let history = read_history(store, id)?;
+            idx.add(asset.project, id, &index::derive(&asset, &history));
+        }
+        idx.seq = last_seq;
+    }
+    Ok((idx, info))
+}
+
+/// Derives every asset's entry from primary data: one pass over assets and labels.
+pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
+    let mut idx = Indexes {
+        seq,
+        ..Indexes::default()
+    };
+    let mut labels = store.scan::<Label>(&[keys::tag::LABEL]).peekable();
+    for kv in store.scan::<Asset>(&[keys::tag::ASSET]) {
+        let (_, asset) = kv?;
+        let mut history = Vec::new();
+        // Labels are ordered by asset then revision, like assets: a merge join.
+        while let Some(next) = labels.peek() {
+            match next {
+                Ok((_, l)) if l.asset() < asset.id => {
+                    labels.next();
+                }
+                Ok((_, l)) if l.asset() == asset.id => {
+                    if let Some(Ok((_, l))) = labels.next() {
+                        history.push(l);
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => {
+                    if let Some(Err(e)) = labels.next() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        idx.add(asset.project, asset.id, &index::derive(&asset, &history));
+    }
+    Ok(idx)
+}
+
+pub(crate) fn read_history(store: &Store, asset: AssetId) -> Result<Vec<Label>> {
+    store.scan::<Label>(&keys::labels_of(asset)).map(|kv| kv.map(|(_, l)| l)).collect()
 }
 
 #[derive(Default)]
@@ -141,13 +299,14 @@ pub(crate) struct Txn<'a> {
     batch: Batch,
     counters: Counters,
     now: u64,
+    deltas: Vec<Delta>,
 }
 
 impl Txn<'_> {
     /// Appends an event, with its actor and asset index entries.
     fn event(&mut self, actor: &str, action: Action) -> Seq {
-        let seq = self.counters.next_seq + 1;
-        self.counters.next_seq = seq;
+        let seq = self.counters.last_seq + 1;
+        self.counters.last_seq = seq;
         self.batch.mark(keys::actor_event(actor, seq));
         if let Some(asset) = action.asset() {
             self.batch.mark(keys::asset_event(asset, seq));
@@ -192,7 +351,30 @@ impl Db {
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
-        self.inner.store.flush()
+        self.inner.flush()
+    }
+
+    /// Test hook: overwrites the raw bytes of a stored record, bypassing the codec, to
+    /// simulate disk damage. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn damage_record(&self, record: RecordRef, bytes: &[u8]) -> Result<()> {
+        self.inner.store.put_raw(&record.key(), bytes)
+    }
+
+    /// Test hook: the raw bytes of a stored record. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn raw_record(&self, record: RecordRef) -> Result<Option<Vec<u8>>> {
+        self.inner.store.get_raw(&record.key())
+    }
+
+    /// What opening found about the bitmap indexes (checkpoint, replay, rebuild).
+    pub fn index_info(&self) -> IndexInfo {
+        self.inner.open_info.clone()
+    }
+
+    /// Approximate bytes of memory the bitmap indexes occupy.
+    pub fn index_memory(&self) -> usize {
+        self.inner.index.read().memory()
     }
 
     /// Bytes on disk.
@@ -202,7 +384,7 @@ impl Db {
 
     /// The seq of the last event written (0 for none).
     pub fn last_seq(&self) -> Seq {
-        self.inner.writer.lock().next_seq
+        self.inner.writer.lock().last_seq
     }
 
     /// Runs one logical write: `f` fills a batch, which is applied atomically with the
@@ -214,11 +396,28 @@ impl Db {
             batch: Batch::default(),
             counters: *guard,
             now: now_ms(),
+            deltas: Vec::new(),
         };
         let out = f(&mut txn)?;
-        let Txn { mut batch, counters, .. } = txn;
+        if txn.counters.last_seq == guard.last_seq {
+            // No event: nothing changed, nothing to write.
+            return Ok(out);
+        }
+        let Txn {
+            mut batch,
+            counters,
+            deltas,
+            ..
+        } = txn;
         batch.put(keys::meta(keys::meta::COUNTERS), &counters);
         self.inner.store.apply(batch)?;
+        {
+            let mut index = self.inner.index.write();
+            for d in &deltas {
+                index.apply(d);
+            }
+            index.seq = counters.last_seq;
+        }
         *guard = counters;
         drop(guard);
         if self.inner.durability == Durability::Immediate {
@@ -358,6 +557,7 @@ impl Db {
             for (i, a) in fresh.into_iter().enumerate() {
                 let id = AssetId(first + i as u32);
                 let mut latest: HashMap<&Source, LabelId> = HashMap::new();
+                let mut stored = Vec::with_capacity(a.labels.len());
                 let mut annotators = BTreeSet::new();
                 for (rev, l) in a.labels.iter().enumerate() {
                     let lid = LabelId::new(id, rev as u32);
@@ -377,6 +577,7 @@ impl Db {
                         seconds: l.seconds,
                     };
                     txn.put_label(&label);
+                    stored.push(label);
                 }
                 let status = a
                     .status
@@ -400,6 +601,12 @@ impl Db {
                 };
                 txn.batch.put(keys::external(project.id, &asset.external_id), &id);
                 txn.batch.put(keys::asset(id), &asset);
+                txn.deltas.push(Delta {
+                    project: project.id,
+                    asset: id,
+                    before: None,
+                    after: index::derive(&asset, &stored),
+                });
                 report.added.push(id);
             }
             Ok(report)
@@ -443,12 +650,20 @@ impl Db {
         check_name("actor", actor)?;
         self.write(|txn| {
             let mut asset = txn.asset(id)?;
+            let history = read_history(txn.store, id)?;
+            let before = index::derive(&asset, &history);
             let Some(action) = f(&mut asset)? else {
                 return Ok(());
             };
             asset.version += 1;
             txn.batch.put(keys::asset(id), &asset);
             txn.event(actor, action);
+            txn.deltas.push(Delta {
+                project: asset.project,
+                asset: id,
+                before: Some(before),
+                after: index::derive(&asset, &history),
+            });
             Ok(())
         })
     }
@@ -544,7 +759,8 @@ impl Db {
             live(&asset)?;
             let project = self.project_by_id(asset.project)?;
             label.validate(&project.schema, &asset.external_id, &asset.content)?;
-            let history = self.history(id)?;
+            let mut history = self.history(id)?;
+            let before = index::derive(&asset, &history);
             let latest = history.iter().rev().find(|l| l.source == label.source).map(|l| l.id);
             if label.parent.is_some() && label.parent != latest {
                 return Err(Error::Conflict {
@@ -599,10 +815,17 @@ impl Db {
                     asset: id,
                     label: lid,
                     kind: stored.kind,
-                    source: stored.source,
+                    source: stored.source.clone(),
                     status,
                 },
             );
+            history.push(stored);
+            txn.deltas.push(Delta {
+                project: asset.project,
+                asset: id,
+                before: Some(before),
+                after: index::derive(&asset, &history),
+            });
             Ok(lid)
         })
     }
@@ -614,11 +837,7 @@ impl Db {
 
     /// Every label revision of an asset, oldest first.
     pub fn history(&self, asset: AssetId) -> Result<Vec<Label>> {
-        self.inner
-            .store
-            .scan::<Label>(&keys::labels_of(asset))
-            .map(|kv| kv.map(|(_, l)| l))
-            .collect()
+        read_history(&self.inner.store, asset)
     }
 
     /// A label's ancestors: its parent and derived-from chains, nearest first, each once.

@@ -185,9 +185,9 @@ pub fn schema() -> Schema {
 
 /// Writes emails as native JSONL (span offsets in code points), without labels.
 pub fn write_jsonl(emails: &[Email], path: &Path) -> Result<()> {
-    let io = |source| Error::Io {
+    let io = |cause| Error::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     };
     let mut out = BufWriter::new(File::create(path).map_err(io)?);
     for (i, e) in emails.iter().enumerate() {
@@ -242,9 +242,9 @@ pub struct DemoReport {
 
 /// Runs the demo in `dir` (which must not hold a demo database yet) with `n` emails.
 pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoReport> {
-    let io = |source| Error::Io {
+    let io = |cause| Error::Io {
         path: dir.display().to_string(),
-        source,
+        cause,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let db_path = dir.join("demo.labeldb");

@@ -16,12 +16,12 @@ pub enum Error {
     #[error("storage error: {0}")]
     Storage(String),
     /// A file could not be read or written.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {cause}")]
     Io {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A stored record failed its checksum or could not be decoded.
     #[error("data corruption at key {key}: {reason}")]
@@ -129,14 +129,14 @@ pub enum Error {
         reason: String,
     },
     /// An import stopped at a bad line; nothing of its batch was written.
-    #[error("{file}:{line}: {source}")]
+    #[error("{file}:{line}: {cause}")]
     Import {
         /// The file name.
         file: String,
         /// 1-based line number.
         line: u64,
         /// The cause.
-        source: Box<Error>,
+        cause: Box<Error>,
     },
     /// A query could not be parsed.
     #[error("query error at position {pos}: expected {expected}, found {found}")]

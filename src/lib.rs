@@ -32,8 +32,10 @@ mod error;
 mod event;
 mod label;
 mod import;
+mod index;
 pub mod json;
 mod project;
+pub mod query;
 mod stats;
 mod store;
 mod verify;
@@ -42,12 +44,13 @@ pub use asset::{
     Asset, AssetId, AssetKind, Content, Digest, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN, MAX_META_KEY_LEN,
     MAX_META_VALUE_LEN, MAX_TEXT_LEN,
 };
-pub use db::{validate_new_asset, AddReport, Db, DbBuilder, Durability};
+pub use db::{validate_new_asset, AddReport, Db, DbBuilder, Durability, IndexInfo, RecordRef};
 pub use error::{Error, Result};
 pub use event::{Action, Event, Seq};
 pub use import::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport};
 pub use label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
 pub use project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
+pub use query::{AssetSet, Facets, Filter, Page, Sort};
 pub use stats::Stats;
 pub use store::FORMAT_VERSION;
 pub use verify::VerifyReport;

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use labeldb::json::{asset_json, event_json, label_json};
-use labeldb::{Db, Format, ImportOptions, Schema, Status};
+use labeldb::{Db, Format, ImportOptions, Schema, Sort, Status};
 
 #[derive(Parser)]
 #[command(name = "labeldb", version, about = "An embedded data-labelling database")]
@@ -87,6 +87,34 @@ enum Command {
     },
     /// Check every record and invariant; exit 0 only when all hold (1 when not).
     Verify {
+        /// Rebuild the derived indexes from primary data first.
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Query a project's assets with the query language (docs/query.md).
+    Query {
+        /// The project.
+        project: String,
+        /// The query, e.g. 'status:labeled AND label.category:order AND NOT author:bob'.
+        query: String,
+        /// Print only the number of matching assets.
+        #[arg(long)]
+        count: bool,
+        /// Assets per page.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Continue after this cursor (printed with the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Order of the results.
+        #[arg(long, value_enum, default_value_t = SortArg::Id)]
+        sort: SortArg,
+        /// Also count the results by status, class and author.
+        #[arg(long)]
+        facets: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -121,6 +149,13 @@ enum ProjectCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SortArg {
+    Id,
+    Priority,
+    Score,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -324,8 +359,67 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Verify { json } => {
+        Command::Query { project, query, count, limit, after, sort, facets, json } => {
             let db = open(&cli.db)?;
+            let set = db.query(&project, &query)?;
+            if count {
+                say!(out, "{}", set.len());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let sort = match sort {
+                SortArg::Id => Sort::Id,
+                SortArg::Priority => Sort::Priority,
+                SortArg::Score => Sort::Score,
+            };
+            let page = db.page(&project, &set, sort, limit, after.as_deref())?;
+            let assets = page.ids.iter().map(|id| db.asset(*id)).collect::<labeldb::Result<Vec<_>>>()?;
+            let facets = if facets { Some(db.facets(&project, &set)?) } else { None };
+            if json {
+                drop(out);
+                let mut v = json!({
+                    "count": set.len(),
+                    "ids": assets.iter().map(|a| a.external_id.clone()).collect::<Vec<_>>(),
+                    "asset_ids": page.ids.iter().map(|id| id.0).collect::<Vec<_>>(),
+                    "next": page.next,
+                });
+                if let Some(f) = &facets {
+                    v["facets"] = json!({
+                        "by_status": f.by_status.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                        "by_class": f.by_class,
+                        "by_author": f.by_author,
+                    });
+                }
+                print_json(&v)?;
+            } else {
+                say!(out, "{} assets match", set.len());
+                for a in &assets {
+                    say!(out, "  {:<24} {:<10} priority {:<6} {}", a.external_id, a.status.as_str(), a.priority, a.id);
+                }
+                if let Some(next) = &page.next {
+                    say!(out, "next page: --after {next}");
+                }
+                if let Some(f) = &facets {
+                    say!(out, "by status:");
+                    for (s, n) in &f.by_status {
+                        say!(out, "  {:<10} {n:>8}", s.as_str());
+                    }
+                    for (job, classes) in &f.by_class {
+                        let parts: Vec<String> = classes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+                        say!(out, "{job}: {}", parts.join("  "));
+                    }
+                    let authors: Vec<String> = f.by_author.iter().map(|(a, n)| format!("{a}={n}")).collect();
+                    say!(out, "authors: {}", authors.join("  "));
+                }
+            }
+        }
+        Command::Verify { repair, json } => {
+            let db = open(&cli.db)?;
+            if repair {
+                let fixed = db.repair_indexes()?;
+                if !json {
+                    say!(out, "rebuilt the indexes from primary data ({fixed} differences fixed)");
+                }
+            }
             let report = db.verify()?;
             if json {
                 drop(out);

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::asset::{Asset, AssetId};
-use crate::db::Db;
+use crate::db::{rebuild_indexes, Db};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::label::{Label, LabelId};
@@ -144,6 +144,13 @@ impl Db {
                 tag::SOURCE_LABEL => {
                     source_index.insert(k);
                 }
+                // Decoded here for their crc; their content is checked against a rebuild below.
+                tag::INDEX_HEAD => {
+                    c.decode::<crate::store::ChunkedHead>(&k, &v);
+                }
+                tag::INDEX_CHUNK => {
+                    c.decode::<Vec<u8>>(&k, &v);
+                }
                 _ => c.problem(format!("unknown key {}", keys::describe(&k))),
             }
         }
@@ -205,8 +212,8 @@ impl Db {
         }
         if let Some(counters) = counters {
             let last = seqs.last().copied().unwrap_or(0);
-            if counters.next_seq != last {
-                c.problem(format!("counter next_seq {} but the last event is {last}", counters.next_seq));
+            if counters.last_seq != last {
+                c.problem(format!("counter last_seq {} but the last event is {last}", counters.last_seq));
             }
             if let Some(max) = assets.keys().max() {
                 if counters.next_asset <= max.0 {
@@ -221,10 +228,37 @@ impl Db {
         } else {
             c.problem("no counters record".into());
         }
+        for p in self.index_differences()? {
+            c.problem(p);
+        }
         if c.hidden > 0 {
             c.report.problems.push(format!("... and {} more problems", c.hidden));
         }
         Ok(c.report)
+    }
+
+    /// Differences between the in-memory bitmap indexes and a rebuild from primary data.
+    /// Holds the writer lock so that no write lands between the two.
+    fn index_differences(&self) -> Result<Vec<String>> {
+        let _writer = self.inner.writer.lock();
+        let index = self.inner.index.read();
+        let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
+        Ok(index.differences(&rebuilt))
+    }
+
+    /// Rebuilds the bitmap indexes from primary data and checkpoints them
+    /// (`labeldb verify --repair`). Returns the number of differences it fixed.
+    pub fn repair_indexes(&self) -> Result<usize> {
+        let fixed = {
+            let _writer = self.inner.writer.lock();
+            let mut index = self.inner.index.write();
+            let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
+            let fixed = index.differences(&rebuilt).len();
+            *index = rebuilt;
+            fixed
+        };
+        self.inner.force_checkpoint()?;
+        Ok(fixed)
     }
 
     /// Checks one asset and its labels against its project's schema.

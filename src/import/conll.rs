@@ -115,11 +115,11 @@ pub(crate) fn records<'a, R: BufRead + 'a>(
         buf.clear();
         let n = match reader.read_until(b'\n', &mut buf) {
             Ok(n) => n,
-            Err(source) => {
+            Err(cause) => {
                 done = true;
                 return Some(Err(Error::Io {
                     path: file_name.to_string(),
-                    source,
+                    cause,
                 }));
             }
         };

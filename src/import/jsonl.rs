@@ -24,10 +24,10 @@ pub(crate) fn records<'a, R: BufRead + 'a>(mut reader: R, schema: &'a Schema) ->
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) => return None,
             Ok(_) => {}
-            Err(source) => {
+            Err(cause) => {
                 return Some(Err(Error::Io {
                     path: "input".into(),
-                    source,
+                    cause,
                 }))
             }
         }

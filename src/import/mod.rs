@@ -105,9 +105,9 @@ impl Db {
         options: &ImportOptions,
         progress: impl FnMut(&ImportReport),
     ) -> Result<ImportReport> {
-        let io = |source| Error::Io {
+        let io = |cause| Error::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         };
         let file = File::open(path).map_err(io)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -157,7 +157,7 @@ impl Db {
         let fail = |line: u64, source: Error| Error::Import {
             file: file_name.to_string(),
             line,
-            source: Box::new(source),
+            cause: Box::new(source),
         };
         let batch_size = options.batch_size.max(1);
         let mut report = ImportReport::default();

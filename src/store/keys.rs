@@ -20,6 +20,8 @@ pub(crate) mod tag {
     pub const ASSET_EVENT: u8 = 0x07;
     pub const ACTOR_EVENT: u8 = 0x08;
     pub const SOURCE_LABEL: u8 = 0x09;
+    pub const INDEX_HEAD: u8 = 0x0A;
+    pub const INDEX_CHUNK: u8 = 0x0B;
 }
 
 /// Names of the META records.
@@ -119,6 +121,14 @@ pub(crate) fn source_label(source: &Source, label: LabelId) -> Option<Vec<u8>> {
     })
 }
 
+pub(crate) fn index_head() -> Vec<u8> {
+    vec![tag::INDEX_HEAD]
+}
+
+pub(crate) fn index_chunk(n: u32) -> Vec<u8> {
+    with_tag(tag::INDEX_CHUNK, &n.to_be_bytes())
+}
+
 fn with_tag(tag: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(tag);
@@ -171,6 +181,8 @@ pub(crate) fn describe(key: &[u8]) -> String {
         tag::ASSET_EVENT => format!("asset-event/{}", hex(rest)),
         tag::ACTOR_EVENT => format!("actor-event/{}", hex(rest)),
         tag::SOURCE_LABEL => format!("source-label/{}", hex(rest)),
+        tag::INDEX_HEAD => "index-checkpoint".into(),
+        tag::INDEX_CHUNK => format!("index-chunk/{}", id32()),
         other => format!("unknown-tag-{other:02x}/{}", hex(rest)),
     }
 }

@@ -22,8 +22,18 @@ pub const FORMAT_VERSION: u32 = 1;
 pub(crate) struct Counters {
     pub next_project: u32,
     pub next_asset: u32,
-    pub next_seq: u64,
+    pub last_seq: u64,
 }
+
+/// Head of an index checkpoint: how many chunks follow and their total length.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct ChunkedHead {
+    pub chunks: u32,
+    pub len: u64,
+}
+
+/// Checkpoint chunks are at most this long, so no sled value is huge.
+const CHUNK: usize = 1 << 20;
 
 /// The sled database behind a `Db`.
 pub(crate) struct Store {
@@ -136,8 +146,58 @@ impl Store {
         Ok(self.db.size_on_disk()?)
     }
 
+    /// Writes an index checkpoint (already encoded) as chunks plus a head, in one batch,
+    /// removing the chunks of a longer previous checkpoint.
+    pub(crate) fn write_checkpoint(&self, bytes: &[u8]) -> Result<()> {
+        let old = self.get::<ChunkedHead>(&keys::index_head()).ok().flatten().map_or(0, |h| h.chunks);
+        let mut b = Batch::default();
+        let mut n = 0u32;
+        for chunk in bytes.chunks(CHUNK) {
+            b.put(keys::index_chunk(n), &chunk);
+            n += 1;
+        }
+        for stale in n..old {
+            b.remove(keys::index_chunk(stale));
+        }
+        b.put(
+            keys::index_head(),
+            &ChunkedHead {
+                chunks: n,
+                len: bytes.len() as u64,
+            },
+        );
+        self.apply(b)
+    }
+
+    /// Reads the index checkpoint's bytes, if there is one.
+    pub(crate) fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        let Some(head) = self.get::<ChunkedHead>(&keys::index_head())? else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(head.len.min(1 << 32) as usize);
+        for n in 0..head.chunks {
+            let key = keys::index_chunk(n);
+            let chunk: Vec<u8> = self.get(&key)?.ok_or_else(|| Error::Corruption {
+                key: keys::describe(&key),
+                reason: "missing checkpoint chunk".into(),
+            })?;
+            out.extend_from_slice(&chunk);
+        }
+        if out.len() as u64 != head.len {
+            return Err(Error::Corruption {
+                key: keys::describe(&keys::index_head()),
+                reason: format!("checkpoint is {} bytes, its head says {}", out.len(), head.len),
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// Reads raw bytes under a key, bypassing the codec.
+    pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
     /// Writes raw bytes under a key, bypassing the codec. Tests use it to damage records.
-    #[doc(hidden)]
     pub(crate) fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.db.insert(key, value)?;
         Ok(())

@@ -1,0 +1,235 @@
+//! Derived indexes: roaring bitmaps of asset ids per project, kept in memory.
+//!
+//! The writer updates them in the same logical write as the primary data (after its
+//! batch is applied, still holding the writer lock). They are checkpointed to sled with
+//! the event-log seq they reflect on `flush` and on close, and caught up on open by
+//! re-deriving every asset that the log touched after that seq. `verify` compares them
+//! with a rebuild from primary data.
+
+pub(crate) mod entry;
+pub(crate) mod numeric;
+
+use std::collections::{BTreeMap, HashMap};
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::asset::AssetId;
+use crate::event::Seq;
+use crate::project::ProjectId;
+
+pub(crate) use entry::{derive, Entry, Key, MetaKey, NumKey};
+pub(crate) use numeric::NumIndex;
+
+/// The indexes of one project.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ProjectIndex {
+    /// Every asset of the project, deleted ones included.
+    pub all: RoaringBitmap,
+    pub bitmaps: HashMap<Key, RoaringBitmap>,
+    pub nums: HashMap<NumKey, NumIndex>,
+}
+
+impl ProjectIndex {
+    pub(crate) fn bitmap(&self, key: &Key) -> Option<&RoaringBitmap> {
+        self.bitmaps.get(key)
+    }
+
+    fn add(&mut self, id: u32, e: &Entry) {
+        self.all.insert(id);
+        for k in &e.keys {
+            self.bitmaps.entry(k.clone()).or_default().insert(id);
+        }
+        for (k, v) in &e.nums {
+            self.nums.entry(k.clone()).or_default().insert(id, *v);
+        }
+    }
+
+    fn remove(&mut self, id: u32, e: &Entry) {
+        for k in &e.keys {
+            if let Some(bm) = self.bitmaps.get_mut(k) {
+                bm.remove(id);
+                if bm.is_empty() {
+                    self.bitmaps.remove(k);
+                }
+            }
+        }
+        for (k, v) in &e.nums {
+            if let Some(ix) = self.nums.get_mut(k) {
+                ix.remove(id, *v);
+                if ix.buckets.is_empty() {
+                    self.nums.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Removes a set of assets from every bitmap (replay: their old entries are unknown).
+    fn forget(&mut self, ids: &RoaringBitmap) {
+        self.all -= ids;
+        self.bitmaps.retain(|_, bm| {
+            *bm -= ids;
+            !bm.is_empty()
+        });
+        self.nums.retain(|_, ix| {
+            ix.buckets.retain(|_, bm| {
+                *bm -= ids;
+                !bm.is_empty()
+            });
+            !ix.buckets.is_empty()
+        });
+    }
+
+    /// Approximate resident bytes: serialized bitmap sizes plus per-bitmap overhead.
+    pub(crate) fn memory(&self) -> usize {
+        self.all.serialized_size()
+            + self.bitmaps.values().map(|b| b.serialized_size() + 64).sum::<usize>()
+            + self.nums.values().map(NumIndex::memory).sum::<usize>()
+    }
+}
+
+/// How an asset's entry changed in one write.
+pub(crate) struct Delta {
+    pub project: ProjectId,
+    pub asset: AssetId,
+    pub before: Option<Entry>,
+    pub after: Entry,
+}
+
+/// All derived bitmap indexes and the seq they reflect.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Indexes {
+    pub seq: Seq,
+    pub projects: BTreeMap<ProjectId, ProjectIndex>,
+}
+
+impl Indexes {
+    pub(crate) fn apply(&mut self, d: &Delta) {
+        let p = self.projects.entry(d.project).or_default();
+        if let Some(before) = &d.before {
+            p.remove(d.asset.0, before);
+        }
+        p.add(d.asset.0, &d.after);
+    }
+
+    /// Adds a freshly derived entry (rebuild and replay).
+    pub(crate) fn add(&mut self, project: ProjectId, asset: AssetId, e: &Entry) {
+        self.projects.entry(project).or_default().add(asset.0, e);
+    }
+
+    pub(crate) fn forget(&mut self, ids: &RoaringBitmap) {
+        for p in self.projects.values_mut() {
+            p.forget(ids);
+        }
+    }
+
+    pub(crate) fn memory(&self) -> usize {
+        self.projects.values().map(ProjectIndex::memory).sum()
+    }
+
+    /// The serializable image of the indexes.
+    pub(crate) fn image(&self) -> Image {
+        let ser = |bm: &RoaringBitmap| {
+            let mut v = Vec::with_capacity(bm.serialized_size());
+            // Writing into a Vec cannot fail.
+            let _ = bm.serialize_into(&mut v);
+            v
+        };
+        Image {
+            seq: self.seq,
+            projects: self
+                .projects
+                .iter()
+                .map(|(id, p)| ProjectImage {
+                    project: *id,
+                    all: ser(&p.all),
+                    bitmaps: p.bitmaps.iter().map(|(k, bm)| (k.clone(), ser(bm))).collect(),
+                    nums: p
+                        .nums
+                        .iter()
+                        .map(|(k, ix)| (k.clone(), ix.buckets.iter().map(|(b, bm)| (*b, ser(bm))).collect()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rebuilds indexes from an image; `Err` names what failed to decode.
+    pub(crate) fn from_image(image: Image) -> Result<Indexes, String> {
+        let de = |bytes: &[u8]| RoaringBitmap::deserialize_from(bytes).map_err(|e| format!("bad bitmap: {e}"));
+        let mut out = Indexes {
+            seq: image.seq,
+            projects: BTreeMap::new(),
+        };
+        for p in image.projects {
+            let mut ix = ProjectIndex {
+                all: de(&p.all)?,
+                ..ProjectIndex::default()
+            };
+            for (k, bytes) in p.bitmaps {
+                ix.bitmaps.insert(k, de(&bytes)?);
+            }
+            for (k, buckets) in p.nums {
+                let mut n = NumIndex::default();
+                for (b, bytes) in buckets {
+                    n.buckets.insert(b, de(&bytes)?);
+                }
+                ix.nums.insert(k, n);
+            }
+            out.projects.insert(p.project, ix);
+        }
+        Ok(out)
+    }
+
+    /// Human-readable differences from `other` (the rebuild), for `verify`.
+    pub(crate) fn differences(&self, rebuilt: &Indexes) -> Vec<String> {
+        let mut out = Vec::new();
+        let empty = ProjectIndex::default();
+        let ids: std::collections::BTreeSet<_> = self.projects.keys().chain(rebuilt.projects.keys()).collect();
+        for id in ids {
+            let mine = self.projects.get(id).unwrap_or(&empty);
+            let truth = rebuilt.projects.get(id).unwrap_or(&empty);
+            let mut diff = |what: String, a: Option<&RoaringBitmap>, b: Option<&RoaringBitmap>| {
+                let e = RoaringBitmap::new();
+                let (a, b) = (a.unwrap_or(&e), b.unwrap_or(&e));
+                if a != b {
+                    out.push(format!(
+                        "index {id} {what}: {} ids missing, {} extra compared with a rebuild",
+                        (b - a).len(),
+                        (a - b).len()
+                    ));
+                }
+            };
+            diff("all assets".into(), Some(&mine.all), Some(&truth.all));
+            let keys: std::collections::BTreeSet<_> = mine.bitmaps.keys().chain(truth.bitmaps.keys()).collect();
+            for k in keys {
+                diff(format!("{k:?}"), mine.bitmaps.get(k), truth.bitmaps.get(k));
+            }
+            let nkeys: std::collections::BTreeSet<_> = mine.nums.keys().chain(truth.nums.keys()).collect();
+            for k in nkeys {
+                let en = NumIndex::default();
+                let (a, b) = (mine.nums.get(k).unwrap_or(&en), truth.nums.get(k).unwrap_or(&en));
+                let buckets: std::collections::BTreeSet<_> = a.buckets.keys().chain(b.buckets.keys()).collect();
+                for bk in buckets {
+                    diff(format!("{k:?} bucket {bk:06x}"), a.buckets.get(bk), b.buckets.get(bk));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The checkpointed form of [`Indexes`].
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Image {
+    pub seq: Seq,
+    pub projects: Vec<ProjectImage>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ProjectImage {
+    pub project: ProjectId,
+    pub all: Vec<u8>,
+    pub bitmaps: Vec<(Key, Vec<u8>)>,
+    pub nums: Vec<(NumKey, Vec<(u32, Vec<u8>)>)>,
+}

@@ -1,0 +1,122 @@
+//! A numeric index: bitmaps of assets per value bucket.
+//!
+//! A bucket is the top 24 bits of the value's order-preserving bit pattern (sign,
+//! exponent and 12 mantissa bits: 4096 buckets per power of two). A range query takes
+//! whole buckets inside the range from the bitmaps and returns the one boundary bucket
+//! separately, for the caller to check exactly against primary data.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use roaring::RoaringBitmap;
+
+use crate::query::CmpOp;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct NumIndex {
+    pub buckets: BTreeMap<u32, RoaringBitmap>,
+}
+
+/// Order-preserving bits of a finite f64 (with -0.0 folded into 0.0).
+pub(crate) fn sortable(v: f64) -> u64 {
+    let bits = (v + 0.0).to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+pub(crate) fn bucket(v: f64) -> u32 {
+    (sortable(v) >> 40) as u32
+}
+
+/// Whether `v` is the smallest value of its bucket.
+fn starts_bucket(v: f64) -> bool {
+    sortable(v) & ((1 << 40) - 1) == 0
+}
+
+impl NumIndex {
+    pub(crate) fn insert(&mut self, id: u32, v: f64) {
+        self.buckets.entry(bucket(v)).or_default().insert(id);
+    }
+
+    pub(crate) fn remove(&mut self, id: u32, v: f64) {
+        let b = bucket(v);
+        if let Some(bm) = self.buckets.get_mut(&b) {
+            bm.remove(id);
+            if bm.is_empty() {
+                self.buckets.remove(&b);
+            }
+        }
+    }
+
+    /// Assets whose value surely satisfies `OP value`, and the boundary bucket's assets,
+    /// which may or may not.
+    pub(crate) fn range(&self, op: CmpOp, value: f64) -> (RoaringBitmap, RoaringBitmap) {
+        let b = bucket(value);
+        let union = |r: (Bound<u32>, Bound<u32>)| -> RoaringBitmap {
+            let mut out = RoaringBitmap::new();
+            for bm in self.buckets.range(r).map(|(_, bm)| bm) {
+                out |= bm;
+            }
+            out
+        };
+        let sure = match op {
+            CmpOp::Lt | CmpOp::Le => union((Bound::Unbounded, Bound::Excluded(b))),
+            CmpOp::Gt | CmpOp::Ge => union((Bound::Excluded(b), Bound::Unbounded)),
+            CmpOp::Eq => RoaringBitmap::new(),
+        };
+        let boundary = match self.buckets.get(&b) {
+            // Below the first value of a bucket: nothing in the bucket is below it.
+            Some(_) if op == CmpOp::Lt && starts_bucket(value) => RoaringBitmap::new(),
+            Some(bm) => bm.clone(),
+            None => RoaringBitmap::new(),
+        };
+        (sure, boundary)
+    }
+
+    /// Buckets in ascending (or descending) value order.
+    pub(crate) fn ordered(&self, descending: bool) -> Box<dyn Iterator<Item = (u32, &RoaringBitmap)> + '_> {
+        let it = self.buckets.iter().map(|(b, bm)| (*b, bm));
+        if descending {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        }
+    }
+
+    pub(crate) fn memory(&self) -> usize {
+        self.buckets.values().map(|b| b.serialized_size() + 16).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_preserve_order_across_signs_and_zero() {
+        let vals = [-1e9, -2.5, -1.0, -0.0, 0.0, 1e-300, 0.25, 0.5, 0.7, 1.0, 3.0, 1.7e12];
+        for w in vals.windows(2) {
+            assert!(bucket(w[0]) <= bucket(w[1]), "{} vs {}", w[0], w[1]);
+        }
+        assert_eq!(bucket(-0.0), bucket(0.0));
+    }
+
+    #[test]
+    fn range_splits_sure_and_boundary() {
+        let mut ix = NumIndex::default();
+        for (id, v) in [(1, 0.1), (2, 0.5), (3, 0.50001), (4, 0.9)] {
+            ix.insert(id, v);
+        }
+        let (sure, boundary) = ix.range(CmpOp::Lt, 0.5);
+        assert_eq!(sure.iter().collect::<Vec<_>>(), vec![1]);
+        assert!(boundary.is_empty(), "0.5 starts its bucket, so nothing in it is below 0.5");
+        let (sure, boundary) = ix.range(CmpOp::Ge, 0.5);
+        assert_eq!(sure.iter().collect::<Vec<_>>(), vec![4]);
+        assert_eq!(boundary.iter().collect::<Vec<_>>(), vec![2, 3]);
+        ix.remove(4, 0.9);
+        assert_eq!(ix.buckets.len(), 2);
+    }
+}

@@ -1,0 +1,381 @@
+//! Label and state queries: a [`Filter`] evaluates to a set of assets over the bitmap
+//! indexes; results are paged in a chosen order with a cursor, and facets count a result
+//! set by status, class and author from bitmap cardinalities.
+//!
+//! The textual language (docs/query.md) parses into the same [`Filter`].
+
+mod ast;
+mod parser;
+
+use std::collections::BTreeMap;
+
+use roaring::RoaringBitmap;
+
+pub use ast::{CmpOp, Filter, NumField, TextQuery};
+pub use parser::{parse, to_query_string, MAX_NESTING, MAX_OPERATORS};
+
+use crate::asset::{AssetId, Status};
+use crate::db::{read_history, Db};
+use crate::error::{Error, Result};
+use crate::index::{self, Key, MetaKey, NumKey, ProjectIndex};
+use crate::label::LabelKind;
+use crate::project::Project;
+
+
+/// A set of assets of one project: the result of a filter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AssetSet(RoaringBitmap);
+
+impl AssetSet {
+    /// Number of assets.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether it holds this asset.
+    pub fn contains(&self, id: AssetId) -> bool {
+        self.0.contains(id.0)
+    }
+
+    /// The assets in ascending id order.
+    pub fn iter(&self) -> impl Iterator<Item = AssetId> + '_ {
+        self.0.iter().map(AssetId)
+    }
+}
+
+/// The order of a page of results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Ascending asset id.
+    #[default]
+    Id,
+    /// Highest priority first, then ascending id.
+    Priority,
+    /// Least confident first: ascending prediction score (`prediction.score`), then id;
+    /// assets without a scored prediction last.
+    Score,
+}
+
+/// One page of results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The assets, in the requested order.
+    pub ids: Vec<AssetId>,
+    /// Pass this as `after` to get the next page; `None` when this is the last.
+    pub next: Option<String>,
+}
+
+/// Counts over a result set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facets {
+    /// Assets per status.
+    pub by_status: BTreeMap<Status, u64>,
+    /// job → class → assets whose latest human annotations (by any author) have it.
+    pub by_class: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Assets per human annotator.
+    pub by_author: BTreeMap<String, u64>,
+}
+
+impl Db {
+    /// Parses a query in the query language (docs/query.md) and evaluates it.
+    pub fn query(&self, project: &str, query: &str) -> Result<AssetSet> {
+        self.select(project, &parse(query)?)
+    }
+
+    /// The assets of a project that match a filter. Soft-deleted assets are left out
+    /// unless the filter mentions `deleted`.
+    pub fn select(&self, project: &str, filter: &Filter) -> Result<AssetSet> {
+        let project = self.project(project)?;
+        let index = self.inner.index.read();
+        let empty = ProjectIndex::default();
+        let p = index.projects.get(&project.id).unwrap_or(&empty);
+        let mut ev = Eval {
+            db: self,
+            project: &project,
+            index: p,
+            uses_deleted: false,
+        };
+        let mut out = ev.eval(filter)?;
+        if !ev.uses_deleted {
+            if let Some(deleted) = p.bitmap(&Key::Deleted) {
+                out -= deleted;
+            }
+        }
+        Ok(AssetSet(out))
+    }
+
+    /// How many assets of a project match a filter.
+    pub fn count(&self, project: &str, filter: &Filter) -> Result<u64> {
+        Ok(self.select(project, filter)?.len())
+    }
+
+    /// A page of `limit` assets of `set` in `sort` order, after the cursor `after`.
+    pub fn page(&self, project: &str, set: &AssetSet, sort: Sort, limit: usize, after: Option<&str>) -> Result<Page> {
+        let project = self.project(project)?;
+        let after = after.map(|c| Cursor::parse(c, sort)).transpose()?;
+        let mut out: Vec<(u64, u32)> = Vec::with_capacity(limit.min(10_000));
+        let past = |k: (u64, u32)| after.is_none_or(|c| k > (c.key, c.id));
+        let full = |out: &Vec<(u64, u32)>| out.len() > limit;
+        match sort {
+            Sort::Id => {
+                let mut tail = set.0.clone();
+                if let Some(c) = after {
+                    tail.remove_range(..=c.id);
+                }
+                out.extend(tail.iter().take(limit + 1).map(|id| (0, id)));
+            }
+            Sort::Priority | Sort::Score => {
+                let (key, descending) = match sort {
+                    Sort::Priority => (NumKey::Priority, true),
+                    _ => (NumKey::Score(LabelKind::Prediction, None), false),
+                };
+                let index = self.inner.index.read();
+                let empty = ProjectIndex::default();
+                let p = index.projects.get(&project.id).unwrap_or(&empty);
+                let mut covered = RoaringBitmap::new();
+                if let Some(nums) = p.nums.get(&key) {
+                    for (bucket, bm) in nums.ordered(descending) {
+                        let hi = bucket_max_key(bucket, descending);
+                        let members = bm & &set.0;
+                        covered |= &members;
+                        if members.is_empty() || after.is_some_and(|c| hi < c.key) {
+                            continue;
+                        }
+                        let mut keyed = Vec::with_capacity(members.len() as usize);
+                        for id in &members {
+                            let v = self.exact(AssetId(id), &key)?.unwrap_or(f64::NAN);
+                            let k = sort_key(v, descending);
+                            if past((k, id)) {
+                                keyed.push((k, id));
+                            }
+                        }
+                        keyed.sort_unstable();
+                        out.extend(keyed);
+                        if full(&out) {
+                            break;
+                        }
+                    }
+                }
+                if !full(&out) {
+                    // Assets without a value come last, by id.
+                    let rest = &set.0 - &covered;
+                    out.extend(rest.iter().map(|id| (u64::MAX, id)).filter(|k| past(*k)).take(limit + 1));
+                }
+            }
+        }
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next = match out.last() {
+            Some(&(key, id)) if more => Some(Cursor { key, id }.render(sort)),
+            _ => None,
+        };
+        Ok(Page {
+            ids: out.into_iter().map(|(_, id)| AssetId(id)).collect(),
+            next,
+        })
+    }
+
+    /// Counts a result set by status, by class of human annotations per job, and by
+    /// author, from bitmap cardinalities.
+    pub fn facets(&self, project: &str, set: &AssetSet) -> Result<Facets> {
+        let project = self.project(project)?;
+        let index = self.inner.index.read();
+        let mut f = Facets::default();
+        for s in Status::ALL {
+            f.by_status.insert(s, 0);
+        }
+        let Some(p) = index.projects.get(&project.id) else {
+            return Ok(f);
+        };
+        for (k, bm) in &p.bitmaps {
+            let n = bm.intersection_len(&set.0);
+            match k {
+                Key::Status(s) => {
+                    f.by_status.insert(*s, n);
+                }
+                Key::Class(LabelKind::Annotation, job, class) if n > 0 => {
+                    f.by_class.entry(job.clone()).or_default().insert(class.clone(), n);
+                }
+                Key::Author(a) if n > 0 => {
+                    f.by_author.insert(a.clone(), n);
+                }
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+
+    /// The exact value of a numeric field for an asset, from primary data.
+    fn exact(&self, id: AssetId, key: &NumKey) -> Result<Option<f64>> {
+        let asset = self.asset(id)?;
+        match key {
+            NumKey::Priority => Ok(Some(asset.priority)),
+            NumKey::Created => Ok(Some(asset.created_at as f64)),
+            _ => {
+                let history = read_history(&self.inner.store, id)?;
+                Ok(index::derive(&asset, &history).nums.get(key).copied())
+            }
+        }
+    }
+}
+
+/// The order key of a value: ascending sortable bits, or their complement when descending.
+fn sort_key(v: f64, descending: bool) -> u64 {
+    let s = index::numeric::sortable(v);
+    if descending {
+        !s
+    } else {
+        s
+    }
+}
+
+/// The largest order key a bucket can hold: a bucket below the cursor is skipped whole.
+fn bucket_max_key(bucket: u32, descending: bool) -> u64 {
+    let lo = u64::from(bucket) << 40;
+    if descending {
+        !lo
+    } else {
+        lo | ((1 << 40) - 1)
+    }
+}
+
+/// A position in a sorted result: the order key and id of the last asset returned.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    key: u64,
+    id: u32,
+}
+
+impl Cursor {
+    fn tag(sort: Sort) -> &'static str {
+        match sort {
+            Sort::Id => "i",
+            Sort::Priority => "p",
+            Sort::Score => "s",
+        }
+    }
+
+    fn render(self, sort: Sort) -> String {
+        format!("{}{:016x}{:08x}", Self::tag(sort), self.key, self.id)
+    }
+
+    fn parse(s: &str, sort: Sort) -> Result<Cursor> {
+        let bad = || Error::invalid("cursor", format!("{s:?} is not a cursor of a {sort:?}-sorted query"));
+        let rest = s.strip_prefix(Self::tag(sort)).ok_or_else(bad)?;
+        if rest.len() != 24 || !rest.is_ascii() {
+            return Err(bad());
+        }
+        let key = u64::from_str_radix(&rest[..16], 16).map_err(|_| bad())?;
+        let id = u32::from_str_radix(&rest[16..], 16).map_err(|_| bad())?;
+        Ok(Cursor { key, id })
+    }
+}
+
+struct Eval<'a> {
+    db: &'a Db,
+    project: &'a Project,
+    index: &'a ProjectIndex,
+    uses_deleted: bool,
+}
+
+impl Eval<'_> {
+    fn bitmap(&self, key: &Key) -> RoaringBitmap {
+        self.index.bitmap(key).cloned().unwrap_or_default()
+    }
+
+    /// Union of the bitmaps of every `name@version` key matching `spec` (`name` alone
+    /// matches every version).
+    fn versioned(&self, spec: &str, make: fn(String) -> Key) -> RoaringBitmap {
+        if spec.contains('@') {
+            return self.bitmap(&make(spec.to_string()));
+        }
+        let prefix = format!("{spec}@");
+        let mut out = RoaringBitmap::new();
+        for (k, bm) in &self.index.bitmaps {
+            let name = match k {
+                Key::Model(n) | Key::Rule(n) if std::mem::discriminant(k) == std::mem::discriminant(&make(String::new())) => n,
+                _ => continue,
+            };
+            if name.starts_with(&prefix) {
+                out |= bm;
+            }
+        }
+        out
+    }
+
+    fn eval(&mut self, f: &Filter) -> Result<RoaringBitmap> {
+        Ok(match f {
+            Filter::All => self.index.all.clone(),
+            Filter::Status(s) => self.bitmap(&Key::Status(*s)),
+            Filter::Class { kind, job, class } => {
+                let j = self.project.schema.job(job).ok_or_else(|| {
+                    Error::invalid("query", format!("project {:?} has no job {job:?}", self.project.name))
+                })?;
+                if !j.has_class(class) {
+                    return Err(Error::invalid("query", format!("job {job:?} has no class {class:?}")));
+                }
+                self.bitmap(&Key::Class(*kind, job.clone(), class.clone()))
+            }
+            Filter::Author(a) => self.bitmap(&Key::Author(a.clone())),
+            Filter::Model(m) => self.versioned(m, Key::Model),
+            Filter::Rule(r) => self.versioned(r, Key::Rule),
+            Filter::Meta { key, value } => self.bitmap(&Key::Meta(key.clone(), MetaKey::of(value))),
+            Filter::Honeypot => self.bitmap(&Key::Honeypot),
+            Filter::Deleted => {
+                self.uses_deleted = true;
+                self.bitmap(&Key::Deleted)
+            }
+            Filter::Numeric { field, op, value } => {
+                let key = num_key(field)?;
+                let Some(nums) = self.index.nums.get(&key) else {
+                    return Ok(RoaringBitmap::new());
+                };
+                let (mut sure, boundary) = nums.range(*op, *value);
+                for id in &boundary {
+                    if let Some(v) = self.db.exact(AssetId(id), &key)? {
+                        if op.holds(v, *value) {
+                            sure.insert(id);
+                        }
+                    }
+                }
+                sure
+            }
+            Filter::Text(t) => return Err(Error::TextSearchUnavailable(format!("{t:?}"))),
+            Filter::And(a, b) => {
+                let mut l = self.eval(a)?;
+                if l.is_empty() {
+                    // Still evaluate the right side for its errors and `deleted` mention.
+                    self.eval(b)?;
+                    return Ok(l);
+                }
+                l &= self.eval(b)?;
+                l
+            }
+            Filter::Or(a, b) => {
+                let mut l = self.eval(a)?;
+                l |= self.eval(b)?;
+                l
+            }
+            Filter::Not(inner) => &self.index.all - self.eval(inner)?,
+        })
+    }
+}
+
+fn num_key(field: &NumField) -> Result<NumKey> {
+    Ok(match field {
+        NumField::Score { kind, job } => match kind {
+            LabelKind::Prediction | LabelKind::Inference => NumKey::Score(*kind, job.clone()),
+            other => return Err(Error::invalid("query", format!("{other} labels have no score"))),
+        },
+        NumField::Priority => NumKey::Priority,
+        NumField::Seconds => NumKey::Seconds,
+        NumField::Created => NumKey::Created,
+        NumField::Labels => NumKey::Labels,
+    })
+}
+
