@@ -30,6 +30,8 @@ mod db;
 pub mod demo;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod label;
 mod import;
 mod index;

@@ -22,7 +22,8 @@ use crate::db::{validate_new_asset, Db};
 use crate::error::{Error, Result};
 use crate::project::{JobKind, Project};
 
-pub use jsonl::{parse_line as parse_jsonl_line, to_codepoint, to_byte_offset};
+pub use jsonl::{parse_line as parse_jsonl_line, to_byte_offset, to_codepoint};
+pub(crate) use conll::records as conll_records;
 
 /// An input format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,74 @@
+//! Entry points for the fuzz targets in `fuzz/` (and their regression replay in tests).
+//! Each takes arbitrary bytes and must never panic. Not part of the stable API.
+
+use crate::asset::Asset;
+use crate::event::Event;
+use crate::index::Image;
+use crate::label::Label;
+use crate::project::{Project, Schema};
+use crate::store::{codec, Counters};
+
+/// A schema with one job of each kind, for the importer targets.
+pub fn schema() -> Schema {
+    Schema::from_json(
+        r#"{"jobs": [
+            {"name": "category", "kind": "classification", "classes": ["order", "complaint", "other"]},
+            {"name": "tags", "kind": "multi-classification", "classes": ["a", "b"]},
+            {"name": "entities", "kind": "spans", "classes": ["PRODUCT", "QUANTITY", "person", "location"]},
+            {"name": "objects", "kind": "boxes", "classes": ["RBC", "WBC"]}
+        ]}"#,
+    )
+    .expect("the built-in fuzzing schema is valid")
+}
+
+/// Decodes `bytes` as every stored record type; a valid record re-encodes to the same bytes.
+pub fn decode_record(bytes: &[u8]) {
+    fn one<T: serde::Serialize + serde::de::DeserializeOwned>(bytes: &[u8]) {
+        if let Ok(v) = codec::decode::<T>(b"\x03fuzz", bytes) {
+            assert_eq!(codec::encode(&v), bytes, "a decoded record must re-encode to its bytes");
+        }
+    }
+    one::<Asset>(bytes);
+    one::<Label>(bytes);
+    one::<Event>(bytes);
+    one::<Project>(bytes);
+    one::<Counters>(bytes);
+    let _ = codec::decode::<Image>(b"\x0afuzz", bytes).map(crate::index::Indexes::from_image);
+}
+
+/// Parses `bytes` as a JSONL file against [`schema`], validating each record.
+pub fn parse_jsonl(bytes: &[u8]) {
+    let schema = schema();
+    for line in bytes.split(|b| *b == b'\n') {
+        if let Ok(text) = std::str::from_utf8(line) {
+            if let Ok(asset) = crate::import::parse_jsonl_line(text, &schema) {
+                let _ = crate::db::validate_new_asset(&schema, &asset);
+            }
+        }
+    }
+}
+
+/// Parses `bytes` as a CoNLL file, validating each sentence against [`schema`].
+pub fn parse_conll(bytes: &[u8]) {
+    let schema = schema();
+    for record in crate::import::conll_records(bytes, "fuzz.conll", "entities", "gold") {
+        if let Ok((_, Ok(asset))) = record {
+            // Spans built from tags are always inside the text and on char boundaries.
+            if let Err(e @ crate::Error::InvalidAnswer { .. }) = crate::db::validate_new_asset(&schema, &asset) {
+                panic!("CoNLL produced an invalid span: {e}");
+            }
+        }
+    }
+}
+
+/// Parses a query; one that parses prints back to text that parses to the same filter.
+pub fn parse_query(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    if let Ok(f) = crate::query::parse(text) {
+        let printed = crate::query::to_query_string(&f);
+        let again = crate::query::parse(&printed).expect("a printed filter parses");
+        assert_eq!(f, again, "round trip of {printed:?}");
+    }
+}
