@@ -302,9 +302,35 @@ pub(crate) struct Txn<'a> {
     deltas: Vec<Delta>,
 }
 
-impl Txn<'_> {
+impl<'a> Txn<'a> {
+    pub(crate) fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    pub(crate) fn batch(&mut self) -> &mut Batch {
+        &mut self.batch
+    }
+
+    pub(crate) fn counters(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Removes an asset from the indexes when this write lands.
+    pub(crate) fn forget(&mut self, project: ProjectId, asset: AssetId, before: index::Entry) {
+        self.deltas.push(Delta {
+            project,
+            asset,
+            before: Some(before),
+            after: None,
+        });
+    }
+
     /// Appends an event, with its actor and asset index entries.
-    fn event(&mut self, actor: &str, action: Action) -> Seq {
+    pub(crate) fn event(&mut self, actor: &str, action: Action) -> Seq {
         let seq = self.counters.last_seq + 1;
         self.counters.last_seq = seq;
         self.batch.mark(keys::actor_event(actor, seq));
@@ -605,7 +631,7 @@ impl Db {
                     project: project.id,
                     asset: id,
                     before: None,
-                    after: index::derive(&asset, &stored),
+                    after: Some(index::derive(&asset, &stored)),
                 });
                 report.added.push(id);
             }
@@ -662,7 +688,7 @@ impl Db {
                 project: asset.project,
                 asset: id,
                 before: Some(before),
-                after: index::derive(&asset, &history),
+                after: Some(index::derive(&asset, &history)),
             });
             Ok(())
         })
@@ -824,7 +850,7 @@ impl Db {
                 project: asset.project,
                 asset: id,
                 before: Some(before),
-                after: index::derive(&asset, &history),
+                after: Some(index::derive(&asset, &history)),
             });
             Ok(lid)
         })
@@ -917,7 +943,13 @@ impl Db {
     /// The project an event belongs to.
     pub fn event_project(&self, e: &Event) -> Result<Option<ProjectId>> {
         Ok(match &e.action {
-            Action::ProjectCreated { project, .. } | Action::AssetsAdded { project, .. } => Some(*project),
+            Action::ProjectCreated { project, .. }
+            | Action::AssetsAdded { project, .. }
+            | Action::AssetPurged { project, .. }
+            | Action::SnapshotCreated { project, .. }
+            | Action::SnapshotDeleted { project, .. }
+            | Action::SnapshotTagged { project, .. }
+            | Action::ModelRegistered { project, .. } => Some(*project),
             other => match other.asset() {
                 Some(a) => Some(self.asset(a)?.project),
                 None => None,

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{AssetId, MetaValue, Status};
+use crate::asset::{AssetId, Digest, MetaValue, Status};
 use crate::label::{LabelId, LabelKind, Source};
 use crate::project::ProjectId;
 
@@ -103,26 +103,81 @@ pub enum Action {
         /// After.
         after: bool,
     },
+    /// The asset, its labels and its index entries were removed for good.
+    AssetPurged {
+        /// The project.
+        project: ProjectId,
+        /// The asset.
+        asset: AssetId,
+        /// Its external id.
+        external_id: String,
+    },
+    /// A snapshot was created.
+    SnapshotCreated {
+        /// The project.
+        project: ProjectId,
+        /// Its name.
+        name: String,
+        /// Its size.
+        assets: u64,
+        /// Its content digest.
+        digest: Digest,
+    },
+    /// A snapshot was deleted.
+    SnapshotDeleted {
+        /// The project.
+        project: ProjectId,
+        /// Its name.
+        name: String,
+    },
+    /// A tag was moved to a snapshot.
+    SnapshotTagged {
+        /// The project.
+        project: ProjectId,
+        /// The tag.
+        tag: String,
+        /// The snapshot it now names.
+        name: String,
+    },
+    /// A model version was registered with the snapshot it was trained on.
+    ModelRegistered {
+        /// The project.
+        project: ProjectId,
+        /// `name@version`.
+        model: String,
+        /// The snapshot.
+        trained_on: String,
+    },
 }
 
 impl Action {
     /// The single asset this action is about, if it is about one.
     pub fn asset(&self) -> Option<AssetId> {
         match self {
-            Action::ProjectCreated { .. } | Action::AssetsAdded { .. } => None,
+            Action::ProjectCreated { .. }
+            | Action::AssetsAdded { .. }
+            | Action::SnapshotCreated { .. }
+            | Action::SnapshotDeleted { .. }
+            | Action::SnapshotTagged { .. }
+            | Action::ModelRegistered { .. } => None,
             Action::LabelAdded { asset, .. }
             | Action::StatusChanged { asset, .. }
             | Action::MetaChanged { asset, .. }
             | Action::PriorityChanged { asset, .. }
             | Action::HoneypotChanged { asset, .. }
-            | Action::DeletedChanged { asset, .. } => Some(*asset),
+            | Action::DeletedChanged { asset, .. }
+            | Action::AssetPurged { asset, .. } => Some(*asset),
         }
     }
 
     /// Every asset this action touches.
     pub fn assets(&self) -> impl Iterator<Item = AssetId> {
         let (lo, hi) = match self {
-            Action::ProjectCreated { .. } => (1, 0),
+            Action::ProjectCreated { .. }
+            | Action::SnapshotCreated { .. }
+            | Action::SnapshotDeleted { .. }
+            | Action::SnapshotTagged { .. }
+            | Action::ModelRegistered { .. } => (1, 0),
             Action::AssetsAdded { first, last, .. } => (first.0, last.0),
             other => {
                 let a = other.asset().map_or(0, |a| a.0);
@@ -156,6 +211,15 @@ impl Action {
             Action::HoneypotChanged { asset, after } => format!("honeypot of {asset}: {after}"),
             Action::DeletedChanged { asset, after: true } => format!("deleted {asset}"),
             Action::DeletedChanged { asset, after: false } => format!("restored {asset}"),
+            Action::AssetPurged { asset, external_id, .. } => format!("purged {asset} ({external_id:?})"),
+            Action::SnapshotCreated { name, assets, digest, .. } => {
+                format!("created snapshot {name:?}: {assets} assets, digest {digest}")
+            }
+            Action::SnapshotDeleted { name, .. } => format!("deleted snapshot {name:?}"),
+            Action::SnapshotTagged { tag, name, .. } => format!("tag {tag:?} -> snapshot {name:?}"),
+            Action::ModelRegistered { model, trained_on, .. } => {
+                format!("registered model {model} trained on snapshot {trained_on:?}")
+            }
         }
     }
 }

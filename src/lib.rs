@@ -38,6 +38,7 @@ mod index;
 pub mod json;
 mod project;
 pub mod query;
+pub mod snapshot;
 mod stats;
 mod store;
 mod verify;
@@ -53,6 +54,7 @@ pub use import::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportO
 pub use label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
 pub use project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
 pub use query::{AssetSet, Facets, Filter, Page, Sort};
+pub use snapshot::{Diff, Example, ModelInfo, Selection, Snapshot, SnapshotInfo};
 pub use stats::Stats;
 pub use store::FORMAT_VERSION;
 pub use verify::VerifyReport;

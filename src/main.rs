@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use labeldb::json::{asset_json, event_json, label_json};
-use labeldb::{Db, Format, ImportOptions, Schema, Sort, Status};
+use labeldb::json::{asset_json, event_json, label_json, snapshot_json};
+use labeldb::{Db, Format, ImportOptions, Schema, Selection, Sort, Source, Status};
 
 #[derive(Parser)]
 #[command(name = "labeldb", version, about = "An embedded data-labelling database")]
@@ -119,6 +119,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Snapshot dataset versions: create, list, show, diff, tag, delete, verify, export.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Register model versions with the snapshot they were trained on.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Run the whole labelling loop on generated customer-order emails.
     Demo {
         /// Where to put the demo database (default: a new directory under the temp dir).
@@ -148,6 +158,130 @@ enum ProjectCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Freeze the assets matching a filter with the labels a selection policy chooses.
+    Create {
+        /// The project.
+        project: String,
+        /// The snapshot's name.
+        name: String,
+        /// Which assets (query language; default all live assets).
+        #[arg(long, default_value = "*")]
+        filter: String,
+        /// latest-reviewed, majority, latest-human or model:NAME@VERSION.
+        #[arg(long = "select", default_value = "latest-human")]
+        selection: String,
+        /// Who creates it.
+        #[arg(long, default_value = "admin")]
+        actor: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a project's snapshots.
+    List {
+        /// The project.
+        project: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe a snapshot (by name or tag).
+    Show {
+        /// The project.
+        project: String,
+        /// Name or tag.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assets added, removed and relabelled from snapshot A to snapshot B.
+    Diff {
+        /// The project.
+        project: String,
+        /// The first snapshot.
+        a: String,
+        /// The second snapshot.
+        b: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point a tag at a snapshot (moving it if it exists).
+    Tag {
+        /// The project.
+        project: String,
+        /// The tag.
+        tag: String,
+        /// The snapshot.
+        name: String,
+        /// Who moves it.
+        #[arg(long, default_value = "admin")]
+        actor: String,
+    },
+    /// Delete a snapshot and its tags.
+    Delete {
+        /// The project.
+        project: String,
+        /// The snapshot.
+        name: String,
+        /// Who deletes it.
+        #[arg(long, default_value = "admin")]
+        actor: String,
+    },
+    /// Recompute a snapshot's digest from the data and compare; exit 1 on a difference.
+    Verify {
+        /// The project.
+        project: String,
+        /// Name or tag.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a snapshot (or a shard or split of it) as native JSONL.
+    Export {
+        /// The project.
+        project: String,
+        /// Name or tag.
+        name: String,
+        /// The output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only shard RANK/WORLD, e.g. 0/4.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Only this split (by a stable hash of the external id).
+        #[arg(long)]
+        split: Option<String>,
+        /// The split ratios.
+        #[arg(long, default_value = "train=0.8,val=0.1,test=0.1")]
+        ratios: String,
+        /// Shuffle with this seed first.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Register NAME@VERSION as trained on a snapshot.
+    Register {
+        /// The project.
+        project: String,
+        /// NAME@VERSION.
+        model: String,
+        /// The snapshot (name or tag) it was trained on.
+        #[arg(long)]
+        trained_on: String,
+        /// Who registers it.
+        #[arg(long, default_value = "admin")]
+        actor: String,
     },
 }
 
@@ -330,6 +464,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if let Some(v) = l.verdict {
                         say!(out, "           verdict: {v:?}");
                     }
+                    if let labeldb::Source::Model { name, version } = &l.source {
+                        if let Some(m) = db.model_info(asset.project, name, version)? {
+                            say!(out, "           model {name}@{version} trained on snapshot {:?} ({})", m.trained_on, m.trained_on_digest);
+                        }
+                    }
                     if !anc.is_empty() {
                         let chain: Vec<String> = anc.iter().map(|a| format!("{} ({} by {})", a.id, a.kind, a.source)).collect();
                         say!(out, "           lineage: {}", chain.join(" <- "));
@@ -434,6 +573,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Snapshot { command } => return snapshot_command(&cli.db, command),
+        Command::Model { command: ModelCommand::Register { project, model, trained_on, actor } } => {
+            let db = open(&cli.db)?;
+            let Source::Model { name, version } = Source::model(&model)? else {
+                bail!("{model:?} is not NAME@VERSION");
+            };
+            let info = db.register_model(&actor, &project, &name, &version, &trained_on)?;
+            db.flush()?;
+            say!(out, "registered {name}@{version}, trained on snapshot {:?} ({})", info.trained_on, info.trained_on_digest);
+        }
         Command::Demo { dir, assets } => {
             let dir = dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("labeldb-demo-{}-{}", std::process::id(), labeldb_now()))
@@ -510,4 +659,136 @@ fn print_stats(out: &mut impl Write, project: &str, s: &labeldb::Stats) -> Resul
         say!(out, "  {job:<10} {}", parts.join("  "));
     }
     Ok(())
+}
+
+fn snapshot_command(db_path: &Path, command: SnapshotCommand) -> Result<ExitCode> {
+    let db = open(db_path)?;
+    let mut out = io::stdout().lock();
+    match command {
+        SnapshotCommand::Create { project, name, filter, selection, actor, json } => {
+            let f = labeldb::query::parse(&filter)?;
+            let selection: Selection = selection.parse()?;
+            let started = std::time::Instant::now();
+            let info = db.create_snapshot(&actor, &project, &name, &f, &selection)?;
+            db.flush()?;
+            if json {
+                drop(out);
+                print_json(&snapshot_json(&info, &[]))?;
+            } else {
+                say!(
+                    out,
+                    "created snapshot {:?}: {} assets, digest {} ({:.3}s)",
+                    info.name,
+                    info.assets,
+                    info.digest,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        SnapshotCommand::List { project, json } => {
+            let list = db.snapshots(&project)?;
+            if json {
+                drop(out);
+                print_json(&json!(list.iter().map(|(i, t)| snapshot_json(i, t)).collect::<Vec<_>>()))?;
+            } else {
+                for (i, tags) in &list {
+                    let tags = if tags.is_empty() { String::new() } else { format!(" [{}]", tags.join(", ")) };
+                    say!(out, "{:<20} {:>9} assets  {:<16} {}{tags}", i.name, i.assets, i.selection.to_string(), &i.digest.to_string()[..16]);
+                }
+            }
+        }
+        SnapshotCommand::Show { project, name, json } => {
+            let info = db.snapshot_info(&project, &name)?;
+            let tags: Vec<String> =
+                db.snapshots(&project)?.into_iter().find(|(i, _)| i.name == info.name).map(|(_, t)| t).unwrap_or_default();
+            if json {
+                drop(out);
+                print_json(&snapshot_json(&info, &tags))?;
+            } else {
+                say!(out, "snapshot {:?} of {project}", info.name);
+                say!(out, "  assets:    {}", info.assets);
+                say!(out, "  digest:    {}", info.digest);
+                say!(out, "  filter:    {}", info.filter);
+                say!(out, "  selection: {}", info.selection);
+                say!(out, "  seq:       {}", info.seq);
+                say!(out, "  created:   {} by {}", info.created_at, info.created_by);
+                say!(out, "  tags:      {}", tags.join(", "));
+            }
+        }
+        SnapshotCommand::Diff { project, a, b, json } => {
+            let d = db.snapshot(&project, &a)?.diff(&db.snapshot(&project, &b)?)?;
+            if json {
+                drop(out);
+                print_json(&json!({
+                    "added": d.added,
+                    "removed": d.removed,
+                    "relabelled": d.relabelled.iter().map(|r| json!({
+                        "id": r.external_id, "before": r.before.to_string(), "after": r.after.to_string()
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                say!(out, "{} added, {} removed, {} relabelled", d.added.len(), d.removed.len(), d.relabelled.len());
+                for x in &d.added {
+                    say!(out, "  + {x}");
+                }
+                for x in &d.removed {
+                    say!(out, "  - {x}");
+                }
+                for r in &d.relabelled {
+                    say!(out, "  ~ {} ({} -> {})", r.external_id, r.before, r.after);
+                }
+            }
+        }
+        SnapshotCommand::Tag { project, tag, name, actor } => {
+            db.tag_snapshot(&actor, &project, &tag, &name)?;
+            db.flush()?;
+            say!(out, "tag {tag:?} -> snapshot {name:?}");
+        }
+        SnapshotCommand::Delete { project, name, actor } => {
+            db.delete_snapshot(&actor, &project, &name)?;
+            db.flush()?;
+            say!(out, "deleted snapshot {name:?}");
+        }
+        SnapshotCommand::Verify { project, name, json } => {
+            let problems = db.verify_snapshot(&project, &name)?;
+            if json {
+                drop(out);
+                print_json(&json!({"clean": problems.is_empty(), "problems": problems}))?;
+            } else {
+                for p in &problems {
+                    say!(out, "problem: {p}");
+                }
+                say!(out, "snapshot {name:?}: {}", if problems.is_empty() { "digest verified" } else { "PROBLEMS" });
+            }
+            if !problems.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        SnapshotCommand::Export { project, name, out: path, shard, split, ratios, seed } => {
+            let mut snap = db.snapshot(&project, &name)?;
+            if let Some(split) = split {
+                let parsed: Vec<(String, f64)> = ratios
+                    .split(',')
+                    .map(|part| {
+                        let (n, r) = part.split_once('=').context("--ratios is NAME=RATIO,...")?;
+                        Ok((n.trim().to_string(), r.trim().parse::<f64>().with_context(|| format!("ratio {r:?}"))?))
+                    })
+                    .collect::<Result<_>>()?;
+                let refs: Vec<(&str, f64)> = parsed.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+                snap = snap.split(&split, &refs)?;
+            }
+            if let Some(seed) = seed {
+                snap = snap.shuffled(seed);
+            }
+            if let Some(shard) = shard {
+                let (r, w) = shard.split_once('/').context("--shard is RANK/WORLD, e.g. 0/4")?;
+                snap = snap.shard(r.parse().context("shard rank")?, w.parse().context("shard world size")?)?;
+            }
+            let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            let mut w = io::BufWriter::new(file);
+            let n = snap.export_jsonl(&mut w)?;
+            say!(out, "wrote {n} examples to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

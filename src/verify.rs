@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::label::{Label, LabelId};
 use crate::project::{Project, ProjectId};
+use crate::snapshot::SnapshotInfo;
 use crate::store::{codec, keys, keys::tag, Counters, FORMAT_VERSION};
 
 /// What [`Db::verify`] found.
@@ -75,6 +76,7 @@ impl Db {
         let mut event_refs: Vec<(Vec<u8>, u64)> = Vec::new();
         let mut seqs: Vec<u64> = Vec::new();
         let mut counters = None;
+        let mut snapshots: Vec<SnapshotInfo> = Vec::new();
         let mut format = None;
 
         for kv in store.raw() {
@@ -148,8 +150,22 @@ impl Db {
                 tag::INDEX_HEAD => {
                     c.decode::<crate::store::ChunkedHead>(&k, &v);
                 }
-                tag::INDEX_CHUNK => {
+                tag::INDEX_CHUNK | tag::SNAPSHOT_MEMBERS => {
                     c.decode::<Vec<u8>>(&k, &v);
+                }
+                tag::SNAPSHOT => {
+                    if let Some(info) = c.decode::<SnapshotInfo>(&k, &v) {
+                        snapshots.push(info);
+                    }
+                }
+                tag::SNAPSHOT_CHUNK => {
+                    c.decode::<Vec<crate::snapshot::Member>>(&k, &v);
+                }
+                tag::SNAPSHOT_TAG => {
+                    c.decode::<String>(&k, &v);
+                }
+                tag::MODEL => {
+                    c.decode::<crate::snapshot::ModelInfo>(&k, &v);
                 }
                 _ => c.problem(format!("unknown key {}", keys::describe(&k))),
             }
@@ -227,6 +243,16 @@ impl Db {
             }
         } else {
             c.problem("no counters record".into());
+        }
+        for info in &snapshots {
+            let project = projects.get(&info.project).map_or_else(|| info.project.to_string(), |p| p.name.clone());
+            if !projects.contains_key(&info.project) {
+                c.problem(format!("snapshot {:?} belongs to missing {}", info.name, info.project));
+                continue;
+            }
+            for p in self.verify_snapshot(&project, &info.name)? {
+                c.problem(format!("snapshot {:?}: {p}", info.name));
+            }
         }
         for p in self.index_differences()? {
             c.problem(p);

@@ -93,7 +93,8 @@ pub(crate) struct Delta {
     pub project: ProjectId,
     pub asset: AssetId,
     pub before: Option<Entry>,
-    pub after: Entry,
+    /// `None`: the asset was purged.
+    pub after: Option<Entry>,
 }
 
 /// All derived bitmap indexes and the seq they reflect.
@@ -109,7 +110,12 @@ impl Indexes {
         if let Some(before) = &d.before {
             p.remove(d.asset.0, before);
         }
-        p.add(d.asset.0, &d.after);
+        match &d.after {
+            Some(after) => p.add(d.asset.0, after),
+            None => {
+                p.all.remove(d.asset.0);
+            }
+        }
     }
 
     /// Adds a freshly derived entry (rebuild and replay).

@@ -22,6 +22,11 @@ pub(crate) mod tag {
     pub const SOURCE_LABEL: u8 = 0x09;
     pub const INDEX_HEAD: u8 = 0x0A;
     pub const INDEX_CHUNK: u8 = 0x0B;
+    pub const SNAPSHOT: u8 = 0x0C;
+    pub const SNAPSHOT_CHUNK: u8 = 0x0D;
+    pub const SNAPSHOT_MEMBERS: u8 = 0x0E;
+    pub const SNAPSHOT_TAG: u8 = 0x0F;
+    pub const MODEL: u8 = 0x10;
 }
 
 /// Names of the META records.
@@ -129,6 +134,47 @@ pub(crate) fn index_chunk(n: u32) -> Vec<u8> {
     with_tag(tag::INDEX_CHUNK, &n.to_be_bytes())
 }
 
+pub(crate) fn snapshots(project: ProjectId) -> Vec<u8> {
+    with_tag(tag::SNAPSHOT, &project.0.to_be_bytes())
+}
+
+pub(crate) fn snapshot(project: ProjectId, name: &str) -> Vec<u8> {
+    let mut k = snapshots(project);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub(crate) fn snapshot_chunk(snapshot: u32, n: u32) -> Vec<u8> {
+    let mut k = with_tag(tag::SNAPSHOT_CHUNK, &snapshot.to_be_bytes());
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+pub(crate) fn snapshot_members(snapshot: u32) -> Vec<u8> {
+    with_tag(tag::SNAPSHOT_MEMBERS, &snapshot.to_be_bytes())
+}
+
+pub(crate) fn snapshot_tags(project: ProjectId) -> Vec<u8> {
+    with_tag(tag::SNAPSHOT_TAG, &project.0.to_be_bytes())
+}
+
+pub(crate) fn snapshot_tag(project: ProjectId, tag: &str) -> Vec<u8> {
+    let mut k = snapshot_tags(project);
+    k.extend_from_slice(tag.as_bytes());
+    k
+}
+
+pub(crate) fn models(project: ProjectId) -> Vec<u8> {
+    with_tag(tag::MODEL, &project.0.to_be_bytes())
+}
+
+pub(crate) fn model(project: ProjectId, name: &str, version: &str) -> Vec<u8> {
+    let mut k = models(project);
+    push_str(&mut k, name);
+    push_str(&mut k, version);
+    k
+}
+
 fn with_tag(tag: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(tag);
@@ -183,6 +229,11 @@ pub(crate) fn describe(key: &[u8]) -> String {
         tag::SOURCE_LABEL => format!("source-label/{}", hex(rest)),
         tag::INDEX_HEAD => "index-checkpoint".into(),
         tag::INDEX_CHUNK => format!("index-chunk/{}", id32()),
+        tag::SNAPSHOT => format!("snapshot/{}/{}", id32(), String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))),
+        tag::SNAPSHOT_CHUNK => format!("snapshot-chunk/{}/{}", id32(), u32_at(key, 5).map_or_else(|| hex(rest), |v| v.to_string())),
+        tag::SNAPSHOT_MEMBERS => format!("snapshot-members/{}", id32()),
+        tag::SNAPSHOT_TAG => format!("snapshot-tag/{}/{}", id32(), String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))),
+        tag::MODEL => format!("model/{}/{}", id32(), hex(rest.get(4..).unwrap_or(&[]))),
         other => format!("unknown-tag-{other:02x}/{}", hex(rest)),
     }
 }

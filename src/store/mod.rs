@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub next_project: u32,
     pub next_asset: u32,
     pub last_seq: u64,
+    pub next_snapshot: u32,
 }
 
 /// Head of an index checkpoint: how many chunks follow and their total length.

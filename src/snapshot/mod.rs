@@ -1,0 +1,602 @@
+//! Snapshots: immutable, provably reproducible dataset versions for training.
+//!
+//! A snapshot stores, for every member asset, the label revision a selection policy chose
+//! when it was made, in external-id order, in crc-checked chunks; plus a roaring bitmap of
+//! its members, the seq watermark, the schema and a digest over (external id, content
+//! digest, chosen answers) that anyone can recompute. Assets and labels are immutable
+//! (content never changes, revisions are never overwritten) and an asset that a
+//! snapshot references cannot be purged, so a snapshot returns the same examples forever.
+
+mod reader;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::asset::{Asset, AssetId, Digest};
+use crate::db::{read_history, Db};
+use crate::error::{Error, Result};
+use crate::event::{Action, Seq};
+use crate::label::{Answer, Label, LabelKind, Source, Verdict};
+use crate::project::{check_name, Project, ProjectId, Schema};
+use crate::query::{to_query_string, Filter};
+use crate::store::{codec, keys};
+
+pub use reader::{Diff, Example, Relabel, Snapshot};
+
+/// Members per stored chunk.
+const CHUNK: usize = 65_536;
+
+/// Which label revision of each asset a snapshot takes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Selection {
+    /// The latest review, when it accepted. Its answers, or when it has none, the answers
+    /// of the revision it reviewed (`derived_from`).
+    LatestReviewed,
+    /// The majority of the latest human annotation of each author: annotations are
+    /// grouped by identical answers, the largest group wins; on a tie, the group holding
+    /// the most recent revision wins. The chosen revision is that group's most recent.
+    Majority,
+    /// The latest human annotation.
+    LatestHuman,
+    /// The latest prediction of this model version.
+    Model {
+        /// Model name.
+        name: String,
+        /// Model version.
+        version: String,
+    },
+}
+
+impl fmt::Display for Selection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selection::LatestReviewed => f.write_str("latest-reviewed"),
+            Selection::Majority => f.write_str("majority"),
+            Selection::LatestHuman => f.write_str("latest-human"),
+            Selection::Model { name, version } => write!(f, "model:{name}@{version}"),
+        }
+    }
+}
+
+impl FromStr for Selection {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Selection> {
+        Ok(match s {
+            "latest-reviewed" => Selection::LatestReviewed,
+            "majority" => Selection::Majority,
+            "latest-human" => Selection::LatestHuman,
+            other => match other.strip_prefix("model:") {
+                Some(spec) => match Source::model(spec)? {
+                    Source::Model { name, version } => Selection::Model { name, version },
+                    _ => unreachable!("Source::model returns a model"),
+                },
+                None => {
+                    return Err(Error::invalid(
+                        "selection",
+                        format!("{s:?} (expected latest-reviewed, majority, latest-human or model:NAME@VERSION)"),
+                    ))
+                }
+            },
+        })
+    }
+}
+
+/// What a snapshot is: everything but its members.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Internal id (keys of its chunks).
+    pub id: u32,
+    /// The project.
+    pub project: ProjectId,
+    /// Its name, unique in the project.
+    pub name: String,
+    /// The filter that chose its assets, in the query language.
+    pub filter: String,
+    /// The label selection policy.
+    pub selection: Selection,
+    /// The event-log seq it reflects.
+    pub seq: Seq,
+    /// The project's schema when it was made.
+    pub schema: Schema,
+    /// Who made it.
+    pub created_by: String,
+    /// When, milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Number of member assets.
+    pub assets: u64,
+    /// Digest over (external id, content digest, chosen answers) in external-id order.
+    pub digest: Digest,
+    /// Number of stored member chunks.
+    pub chunks: u32,
+}
+
+/// One member: the asset and the chosen revision, with hashes for diffs and splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Member {
+    pub asset: u32,
+    pub revision: u32,
+    /// Hash of the chosen answers (diffs compare it).
+    pub answers_hash: u64,
+    /// Hash of the external id (deterministic splits use it).
+    pub split_hash: u64,
+}
+
+/// A model version registered with the snapshot it was trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The project.
+    pub project: ProjectId,
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+    /// The snapshot it was trained on.
+    pub trained_on: String,
+    /// That snapshot's digest.
+    pub trained_on_digest: Digest,
+    /// When it was registered.
+    pub registered_at: u64,
+}
+
+/// Canonical bytes of answers: the record encoding, which is deterministic.
+fn answers_bytes(answers: &BTreeMap<String, Answer>) -> Vec<u8> {
+    codec::encode(answers)
+}
+
+fn hash64(bytes: &[u8]) -> u64 {
+    let h = blake3::hash(bytes);
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_be_bytes(a)
+}
+
+pub(crate) fn split_hash(external_id: &str) -> u64 {
+    hash64(external_id.as_bytes())
+}
+
+/// Feeds one member into the snapshot digest.
+fn digest_member(h: &mut blake3::Hasher, external_id: &str, content: &Digest, answers: &[u8]) {
+    h.update(&(external_id.len() as u64).to_be_bytes());
+    h.update(external_id.as_bytes());
+    h.update(&content.0);
+    h.update(&(answers.len() as u64).to_be_bytes());
+    h.update(answers);
+}
+
+/// The chosen revision and answers of one asset under a selection, if it has one.
+pub(crate) fn choose(selection: &Selection, history: &[Label]) -> Option<(u32, BTreeMap<String, Answer>)> {
+    match selection {
+        Selection::LatestHuman => history
+            .iter()
+            .rev()
+            .find(|l| l.kind == LabelKind::Annotation)
+            .map(|l| (l.id.revision(), l.answers.clone())),
+        Selection::Model { name, version } => history
+            .iter()
+            .rev()
+            .find(|l| {
+                l.kind == LabelKind::Prediction
+                    && matches!(&l.source, Source::Model { name: n, version: v } if n == name && v == version)
+            })
+            .map(|l| (l.id.revision(), l.answers.clone())),
+        Selection::LatestReviewed => {
+            let review = history.iter().rev().find(|l| l.kind == LabelKind::Review)?;
+            if review.verdict != Some(Verdict::Accept) {
+                return None;
+            }
+            let answers = if review.answers.is_empty() {
+                let reviewed = review.derived_from?;
+                history.iter().find(|l| l.id == reviewed)?.answers.clone()
+            } else {
+                review.answers.clone()
+            };
+            Some((review.id.revision(), answers))
+        }
+        Selection::Majority => {
+            let mut latest: BTreeMap<&Source, &Label> = BTreeMap::new();
+            for l in history.iter().filter(|l| l.kind == LabelKind::Annotation) {
+                latest.insert(&l.source, l);
+            }
+            // answers bytes → (votes, most recent revision in the group)
+            let mut groups: BTreeMap<Vec<u8>, (usize, u32, &Label)> = BTreeMap::new();
+            for l in latest.values() {
+                let g = groups.entry(answers_bytes(&l.answers)).or_insert((0, 0, l));
+                g.0 += 1;
+                if l.id.revision() >= g.1 {
+                    g.1 = l.id.revision();
+                    g.2 = l;
+                }
+            }
+            groups
+                .into_values()
+                .max_by_key(|(votes, rev, _)| (*votes, *rev))
+                .map(|(_, rev, l)| (rev, l.answers.clone()))
+        }
+    }
+}
+
+/// Stored members of a snapshot, in order, checked chunk by chunk.
+pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> {
+    let mut members = Vec::with_capacity(info.assets as usize);
+    for n in 0..info.chunks {
+        let key = keys::snapshot_chunk(info.id, n);
+        let chunk: Vec<Member> = db.inner.store.get(&key)?.ok_or_else(|| Error::Corruption {
+            key: keys::describe(&key),
+            reason: "missing snapshot chunk".into(),
+        })?;
+        members.extend(chunk);
+    }
+    if members.len() as u64 != info.assets {
+        return Err(Error::Corruption {
+            key: keys::describe(&keys::snapshot(info.project, &info.name)),
+            reason: format!("{} members stored, {} expected", members.len(), info.assets),
+        });
+    }
+    Ok(members)
+}
+
+/// The computed content of a snapshot: members in external-id order, and its digest.
+struct Computed {
+    members: Vec<Member>,
+    bitmap: RoaringBitmap,
+    digest: Digest,
+}
+
+impl Db {
+    /// Computes members and digest from the current data.
+    fn compute_snapshot(&self, ids: impl Iterator<Item = AssetId>, selection: &Selection) -> Result<Computed> {
+        let mut rows: Vec<(String, Member, Digest, Vec<u8>)> = Vec::new();
+        for id in ids {
+            let asset: Asset = self.asset(id)?;
+            let history = read_history(&self.inner.store, id)?;
+            let Some((revision, answers)) = choose(selection, &history) else {
+                continue;
+            };
+            let bytes = answers_bytes(&answers);
+            let member = Member {
+                asset: id.0,
+                revision,
+                answers_hash: hash64(&bytes),
+                split_hash: split_hash(&asset.external_id),
+            };
+            rows.push((asset.external_id, member, asset.digest, bytes));
+        }
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut h = blake3::Hasher::new();
+        h.update(b"labeldb-snapshot-v1\0");
+        let mut bitmap = RoaringBitmap::new();
+        for (ext, m, content, bytes) in &rows {
+            digest_member(&mut h, ext, content, bytes);
+            bitmap.insert(m.asset);
+        }
+        Ok(Computed {
+            members: rows.into_iter().map(|r| r.1).collect(),
+            bitmap,
+            digest: Digest(*h.finalize().as_bytes()),
+        })
+    }
+
+    /// Creates a snapshot of the assets matching `filter`, each with the label revision
+    /// `selection` chooses (assets without one are left out). Names are unique per
+    /// project and may not equal a tag.
+    pub fn create_snapshot(
+        &self,
+        actor: &str,
+        project: &str,
+        name: &str,
+        filter: &Filter,
+        selection: &Selection,
+    ) -> Result<SnapshotInfo> {
+        check_name("snapshot name", name)?;
+        check_name("actor", actor)?;
+        let project = self.project(project)?;
+        self.write(|txn| {
+            if txn.store().contains(&keys::snapshot(project.id, name))? {
+                return Err(Error::invalid("snapshot name", format!("{name:?} already exists in {:?}", project.name)));
+            }
+            if txn.store().contains(&keys::snapshot_tag(project.id, name))? {
+                return Err(Error::invalid("snapshot name", format!("{name:?} is a tag in {:?}", project.name)));
+            }
+            let set = self.select(&project.name, filter)?;
+            let computed = self.compute_snapshot(set.iter(), selection)?;
+            let id = txn.counters().next_snapshot;
+            txn.counters().next_snapshot = id
+                .checked_add(1)
+                .ok_or_else(|| Error::invalid("snapshot", "too many snapshots (2^32)"))?;
+            let chunks = computed.members.chunks(CHUNK);
+            let info = SnapshotInfo {
+                id,
+                project: project.id,
+                name: name.to_string(),
+                filter: to_query_string(filter),
+                selection: selection.clone(),
+                seq: txn.counters().last_seq + 1,
+                schema: project.schema.clone(),
+                created_by: actor.to_string(),
+                created_at: txn.now(),
+                assets: computed.members.len() as u64,
+                digest: computed.digest,
+                chunks: chunks.len() as u32,
+            };
+            for (n, chunk) in chunks.enumerate() {
+                txn.batch().put(keys::snapshot_chunk(id, n as u32), &chunk);
+            }
+            let mut bm = Vec::with_capacity(computed.bitmap.serialized_size());
+            let _ = computed.bitmap.serialize_into(&mut bm);
+            txn.batch().put(keys::snapshot_members(id), &bm);
+            txn.batch().put(keys::snapshot(project.id, name), &info);
+            txn.event(
+                actor,
+                Action::SnapshotCreated {
+                    project: project.id,
+                    name: name.to_string(),
+                    assets: info.assets,
+                    digest: info.digest,
+                },
+            );
+            Ok(info)
+        })
+    }
+
+    /// The snapshot with this name or tag.
+    pub fn snapshot(&self, project: &str, name_or_tag: &str) -> Result<Snapshot> {
+        let info = self.snapshot_info(project, name_or_tag)?;
+        let members = load_members(self, &info)?;
+        Ok(Snapshot::new(self.clone(), Arc::new(info), Arc::new(members)))
+    }
+
+    /// A snapshot's description, by name or tag.
+    pub fn snapshot_info(&self, project: &str, name_or_tag: &str) -> Result<SnapshotInfo> {
+        let p = self.project(project)?;
+        if let Some(info) = self.inner.store.get(&keys::snapshot(p.id, name_or_tag))? {
+            return Ok(info);
+        }
+        if let Some(name) = self.inner.store.get::<String>(&keys::snapshot_tag(p.id, name_or_tag))? {
+            if let Some(info) = self.inner.store.get(&keys::snapshot(p.id, &name))? {
+                return Ok(info);
+            }
+        }
+        Err(Error::invalid("snapshot", format!("no snapshot or tag {name_or_tag:?} in {project:?}")))
+    }
+
+    /// Every snapshot of a project, by name, with the tags that point to each.
+    pub fn snapshots(&self, project: &str) -> Result<Vec<(SnapshotInfo, Vec<String>)>> {
+        let p = self.project(project)?;
+        let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let prefix = keys::snapshot_tags(p.id);
+        for kv in self.inner.store.scan::<String>(&prefix) {
+            let (k, name) = kv?;
+            tags.entry(name).or_default().push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        self.inner
+            .store
+            .scan::<SnapshotInfo>(&keys::snapshots(p.id))
+            .map(|kv| {
+                let (_, info) = kv?;
+                let t = tags.remove(&info.name).unwrap_or_default();
+                Ok((info, t))
+            })
+            .collect()
+    }
+
+    /// Points a tag (`latest`, `prod-2026-11`) at a snapshot, moving it if it exists.
+    pub fn tag_snapshot(&self, actor: &str, project: &str, tag: &str, name: &str) -> Result<()> {
+        check_name("tag", tag)?;
+        let p = self.project(project)?;
+        self.write(|txn| {
+            if !txn.store().contains(&keys::snapshot(p.id, name))? {
+                return Err(Error::invalid("snapshot", format!("no snapshot {name:?} in {project:?}")));
+            }
+            if txn.store().contains(&keys::snapshot(p.id, tag))? {
+                return Err(Error::invalid("tag", format!("{tag:?} is the name of a snapshot")));
+            }
+            txn.batch().put(keys::snapshot_tag(p.id, tag), &name.to_string());
+            txn.event(
+                actor,
+                Action::SnapshotTagged {
+                    project: p.id,
+                    tag: tag.to_string(),
+                    name: name.to_string(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Deletes a snapshot and the tags that point to it. Refused while a registered
+    /// model names it as its training set.
+    pub fn delete_snapshot(&self, actor: &str, project: &str, name: &str) -> Result<()> {
+        let p = self.project(project)?;
+        self.write(|txn| {
+            let info: SnapshotInfo = txn
+                .store()
+                .get(&keys::snapshot(p.id, name))?
+                .ok_or_else(|| Error::invalid("snapshot", format!("no snapshot {name:?} in {project:?}")))?;
+            for kv in txn.store().scan::<ModelInfo>(&keys::models(p.id)) {
+                let (_, m) = kv?;
+                if m.trained_on == name {
+                    return Err(Error::invalid(
+                        "snapshot",
+                        format!("{name:?} is the training set of model {}@{}", m.name, m.version),
+                    ));
+                }
+            }
+            for n in 0..info.chunks {
+                txn.batch().remove(keys::snapshot_chunk(info.id, n));
+            }
+            txn.batch().remove(keys::snapshot_members(info.id));
+            txn.batch().remove(keys::snapshot(p.id, name));
+            let prefix = keys::snapshot_tags(p.id);
+            for kv in txn.store().scan::<String>(&prefix) {
+                let (k, target) = kv?;
+                if target == name {
+                    txn.batch().remove(k);
+                }
+            }
+            txn.event(
+                actor,
+                Action::SnapshotDeleted {
+                    project: p.id,
+                    name: name.to_string(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Names of the project's snapshots that hold an asset.
+    pub fn snapshots_holding(&self, project: ProjectId, asset: AssetId) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for kv in self.inner.store.scan::<SnapshotInfo>(&keys::snapshots(project)) {
+            let (_, info) = kv?;
+            let key = keys::snapshot_members(info.id);
+            let bytes: Vec<u8> = self.inner.store.get(&key)?.ok_or_else(|| Error::Corruption {
+                key: keys::describe(&key),
+                reason: "missing member bitmap".into(),
+            })?;
+            let bm = RoaringBitmap::deserialize_from(&bytes[..]).map_err(|e| Error::Corruption {
+                key: keys::describe(&key),
+                reason: format!("bad member bitmap: {e}"),
+            })?;
+            if bm.contains(asset.0) {
+                out.push(info.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Recomputes a snapshot's members and digest from the stored data and compares them
+    /// with what was stored. Returns the problems found (none: the snapshot is intact).
+    pub fn verify_snapshot(&self, project: &str, name: &str) -> Result<Vec<String>> {
+        let info = self.snapshot_info(project, name)?;
+        let mut problems = Vec::new();
+        let members = match load_members(self, &info) {
+            Ok(m) => m,
+            Err(e) => return Ok(vec![e.to_string()]),
+        };
+        let mut rows = Vec::with_capacity(members.len());
+        let mut h = blake3::Hasher::new();
+        h.update(b"labeldb-snapshot-v1\0");
+        for m in &members {
+            let asset = match self.asset(AssetId(m.asset)) {
+                Ok(a) => a,
+                Err(e) => {
+                    problems.push(format!("member {}: {e}", m.asset));
+                    continue;
+                }
+            };
+            let label = match self.label(crate::label::LabelId::new(AssetId(m.asset), m.revision)) {
+                Ok(l) => l,
+                Err(e) => {
+                    problems.push(format!("member {:?}: {e}", asset.external_id));
+                    continue;
+                }
+            };
+            let history = read_history(&self.inner.store, asset.id)?;
+            let answers = match choose(&info.selection, &history[..=label.id.revision() as usize]) {
+                Some((rev, a)) if rev == m.revision => a,
+                _ => {
+                    problems.push(format!("member {:?}: revision {} is not what the selection chooses", asset.external_id, label.id));
+                    label.answers.clone()
+                }
+            };
+            let bytes = answers_bytes(&answers);
+            if hash64(&bytes) != m.answers_hash {
+                problems.push(format!("member {:?}: answers hash differs", asset.external_id));
+            }
+            digest_member(&mut h, &asset.external_id, &asset.digest, &bytes);
+            rows.push(asset.external_id);
+        }
+        if rows.windows(2).any(|w| w[0] >= w[1]) {
+            problems.push("members are not in external-id order".into());
+        }
+        let digest = Digest(*h.finalize().as_bytes());
+        if digest != info.digest {
+            problems.push(format!("digest {digest} differs from the stored {}", info.digest));
+        }
+        Ok(problems)
+    }
+
+    /// Registers a model version as trained on a snapshot, so the lineage of its
+    /// predictions reaches that snapshot.
+    pub fn register_model(&self, actor: &str, project: &str, name: &str, version: &str, trained_on: &str) -> Result<ModelInfo> {
+        check_name("model name", name)?;
+        check_name("model version", version)?;
+        let p: Arc<Project> = self.project(project)?;
+        let snap = self.snapshot_info(project, trained_on)?;
+        self.write(|txn| {
+            let key = keys::model(p.id, name, version);
+            if txn.store().contains(&key)? {
+                return Err(Error::invalid("model", format!("{name}@{version} is already registered")));
+            }
+            let info = ModelInfo {
+                project: p.id,
+                name: name.to_string(),
+                version: version.to_string(),
+                trained_on: snap.name.clone(),
+                trained_on_digest: snap.digest,
+                registered_at: txn.now(),
+            };
+            txn.batch().put(key, &info);
+            txn.event(
+                actor,
+                Action::ModelRegistered {
+                    project: p.id,
+                    model: format!("{name}@{version}"),
+                    trained_on: snap.name.clone(),
+                },
+            );
+            Ok(info)
+        })
+    }
+
+    /// The registration of a model version, if it was registered.
+    pub fn model_info(&self, project: ProjectId, name: &str, version: &str) -> Result<Option<ModelInfo>> {
+        self.inner.store.get(&keys::model(project, name, version))
+    }
+
+    /// Removes an asset for good: its record, labels and index entries (its events stay
+    /// in the log). Refused while a snapshot holds it, naming the snapshots.
+    pub fn purge_asset(&self, actor: &str, id: AssetId) -> Result<()> {
+        check_name("actor", actor)?;
+        let asset = self.asset(id)?;
+        self.write(|txn| {
+            let holders = self.snapshots_holding(asset.project, id)?;
+            if !holders.is_empty() {
+                return Err(Error::invalid(
+                    "purge",
+                    format!("asset {:?} is held by snapshots {}", asset.external_id, holders.join(", ")),
+                ));
+            }
+            let history = read_history(txn.store(), id)?;
+            for l in &history {
+                txn.batch().remove(keys::label(l.id));
+                if let Some(k) = keys::source_label(&l.source, l.id) {
+                    txn.batch().remove(k);
+                }
+            }
+            for k in txn.store().scan_keys(&keys::asset_events(id)) {
+                txn.batch().remove(k?);
+            }
+            txn.batch().remove(keys::external(asset.project, &asset.external_id));
+            txn.batch().remove(keys::asset(id));
+            txn.event(
+                actor,
+                Action::AssetPurged {
+                    project: asset.project,
+                    asset: id,
+                    external_id: asset.external_id.clone(),
+                },
+            );
+            txn.forget(asset.project, id, crate::index::derive(&asset, &history));
+            Ok(())
+        })
+    }
+}
+
