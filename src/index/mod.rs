@@ -237,5 +237,8 @@ pub(crate) struct ProjectImage {
     pub project: ProjectId,
     pub all: Vec<u8>,
     pub bitmaps: Vec<(Key, Vec<u8>)>,
-    pub nums: Vec<(NumKey, Vec<(u32, Vec<u8>)>)>,
+    pub nums: Vec<(NumKey, SerializedBuckets)>,
 }
+
+/// A numeric index's buckets: bucket number and serialized bitmap.
+pub(crate) type SerializedBuckets = Vec<(u32, Vec<u8>)>;
