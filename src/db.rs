@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -19,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::event::{Action, Event, Seq};
 use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
 use crate::project::{check_name, Project, ProjectId, Schema, Settings};
+use crate::index::text::{TextIndex, TextOp};
 use crate::index::{self, Delta, Indexes};
 use crate::store::{codec, keys, Batch, Counters, Store};
 
@@ -39,6 +42,7 @@ pub enum Durability {
 pub struct DbBuilder {
     durability: Durability,
     cache_bytes: u64,
+    commit_interval: Duration,
 }
 
 impl Default for DbBuilder {
@@ -46,6 +50,7 @@ impl Default for DbBuilder {
         DbBuilder {
             durability: Durability::Eventual,
             cache_bytes: 256 << 20,
+            commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -63,6 +68,13 @@ impl DbBuilder {
         self
     }
 
+    /// How often the full-text index commits in the background (default 1 s). Text
+    /// search sees a write after the next commit; `Db::flush` commits at once.
+    pub fn commit_interval(mut self, interval: Duration) -> DbBuilder {
+        self.commit_interval = interval;
+        self
+    }
+
     /// Opens or creates the database in directory `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
@@ -73,7 +85,9 @@ impl DbBuilder {
             let (_, p) = kv?;
             projects.insert(Arc::new(p));
         }
-        let (index, info) = load_indexes(&store, counters.last_seq)?;
+        let (index, mut info) = load_indexes(&store, counters.last_seq)?;
+        let text = Arc::new(load_text(&store, &path, counters.last_seq, &mut info)?);
+        let committer = spawn_committer(text.clone(), store.clone(), self.commit_interval);
         Ok(Db {
             inner: Arc::new(Inner {
                 store,
@@ -81,8 +95,15 @@ impl DbBuilder {
                 durability: self.durability,
                 writer: Mutex::new(counters),
                 projects: RwLock::new(projects),
-                checkpointed: Mutex::new(info.checkpoint_seq),
+                // After a rebuild or a replay the checkpoint is stale: the next flush rewrites it.
+                checkpointed: Mutex::new(if info.rebuilt.is_some() || info.replayed_events > 0 {
+                    Seq::MAX
+                } else {
+                    info.checkpoint_seq
+                }),
                 index: RwLock::new(index),
+                text,
+                committer: Mutex::new(Some(committer)),
                 open_info: info,
             }),
         })
@@ -106,6 +127,10 @@ pub(crate) struct Inner {
     pub(crate) index: RwLock<Indexes>,
     /// The seq of the last index checkpoint written.
     checkpointed: Mutex<Seq>,
+    /// The full-text index.
+    pub(crate) text: Arc<TextIndex>,
+    /// The background text committer: a stop signal and its thread.
+    committer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     open_info: IndexInfo,
 }
 
@@ -121,6 +146,7 @@ impl Inner {
         }
         drop(index);
         drop(guard);
+        self.text.commit(|| self.store.flush(), false)?;
         self.store.flush()
     }
 }
@@ -129,15 +155,92 @@ impl Inner {
     /// Writes a checkpoint even if the seq did not move (after a repair).
     pub(crate) fn force_checkpoint(&self) -> Result<()> {
         *self.checkpointed.lock() = Seq::MAX;
-        self.flush()
+        self.flush()?;
+        self.text.commit(|| self.store.flush(), true)
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some((stop, thread)) = self.committer.lock().take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
         // Best effort: a failure here has nowhere to go; `flush` reports it to callers.
         let _ = self.flush();
     }
+}
+
+/// Commits the text index every `interval` while it has uncommitted changes.
+fn spawn_committer(text: Arc<TextIndex>, store: Store, interval: Duration) -> (mpsc::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || loop {
+        match stopped.recv_timeout(interval) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if text.dirty() {
+                    // A failed commit is retried at the next tick; `flush` reports errors.
+                    let _ = text.commit(|| store.flush(), false);
+                }
+            }
+            _ => return,
+        }
+    });
+    (stop, thread)
+}
+
+/// Opens the text index and brings it to `last_seq`: replays the log after its commit,
+/// or rebuilds it when it has no usable commit or is ahead of the log.
+fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) -> Result<TextIndex> {
+    let (text, seq) = TextIndex::open(&TextIndex::dir(path))?;
+    let touched = match seq {
+        Some(s) if s <= last_seq => {
+            let mut touched = Some(roaring::RoaringBitmap::new());
+            for kv in store.range::<Event>(&keys::event(s + 1), &[keys::tag::EVENT + 1]) {
+                match (kv, touched.as_mut()) {
+                    (Ok((_, e)), Some(t)) => t.extend(e.action.assets().map(|a| a.0)),
+                    // A damaged event cannot say what it touched: rebuild instead.
+                    _ => touched = None,
+                }
+            }
+            touched.ok_or("a damaged event in the log tail")
+        }
+        None if last_seq == 0 => Ok(roaring::RoaringBitmap::new()),
+        Some(_) => Err("the text index is ahead of the log"),
+        None => Err("the text index has no usable commit"),
+    };
+    match touched {
+        Ok(touched) => {
+            let mut ops = Vec::new();
+            for id in &touched {
+                let id = AssetId(id);
+                ops.push(TextOp::Delete(id));
+                if let Some((asset, _)) = read_for_index(store, id) {
+                    ops.extend(TextOp::for_asset(&asset));
+                }
+            }
+            text.apply(&ops, last_seq)?;
+        }
+        Err(why) => {
+            info.text_rebuilt = Some(why.to_string());
+            rebuild_text(store, &text, last_seq)?;
+        }
+    }
+    text.commit(|| store.flush(), true)?;
+    Ok(text)
+}
+
+/// Re-adds every live text asset to an emptied text index.
+pub(crate) fn rebuild_text(store: &Store, text: &TextIndex, seq: Seq) -> Result<()> {
+    text.clear()?;
+    let mut ops = Vec::with_capacity(4096);
+    for (_, asset) in store.scan::<Asset>(&[keys::tag::ASSET]).filter_map(|kv| kv.ok()) {
+        ops.extend(TextOp::for_asset(&asset));
+        if ops.len() >= 4096 {
+            text.apply(&ops, 0)?;
+            ops.clear();
+        }
+    }
+    text.apply(&ops, seq)
 }
 
 /// A stored record, for the test hooks [`Db::damage_record`] and [`Db::raw_record`].
@@ -177,6 +280,8 @@ pub struct IndexInfo {
     pub replayed_events: u64,
     /// Why the indexes were rebuilt from primary data instead, if they were.
     pub rebuilt: Option<String>,
+    /// Why the text index was rebuilt from primary data, if it was.
+    pub text_rebuilt: Option<String>,
 }
 
 /// Loads the index checkpoint and replays the log after it, or rebuilds.
@@ -206,7 +311,13 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
     if idx.seq < last_seq {
         let mut touched = roaring::RoaringBitmap::new();
         for kv in store.range::<Event>(&keys::event(idx.seq + 1), &[keys::tag::EVENT + 1]) {
-            let (_, e) = kv?;
+            // A damaged event cannot say what it touched: rebuild everything instead.
+            let Ok((_, e)) = kv else {
+                info.rebuilt = Some("a damaged event in the log tail".into());
+                let mut rebuilt = rebuild_indexes(store, last_seq)?;
+                rebuilt.seq = last_seq;
+                return Ok((rebuilt, info));
+            };
             info.replayed_events += 1;
             for a in e.action.assets() {
                 touched.insert(a.0);
@@ -214,12 +325,9 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
         }
         idx.forget(&touched);
         for id in &touched {
-            let id = AssetId(id);
-            let Some(asset) = store.get::<Asset>(&keys::asset(id))? else {
-                continue;
-            };
-            let history = read_history(store, id)?;
-            idx.add(asset.project, id, &index::derive(&asset, &history));
+            if let Some((asset, history)) = read_for_index(store, AssetId(id)) {
+                idx.add(asset.project, asset.id, &index::derive(&asset, &history));
+            }
         }
         idx.seq = last_seq;
     }
@@ -227,37 +335,39 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
 }
 
 /// Derives every asset's entry from primary data: one pass over assets and labels.
+/// Records that fail to decode are left out (`verify` names them), so that a damaged
+/// record never stops the database from opening.
 pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
     let mut idx = Indexes {
         seq,
         ..Indexes::default()
     };
-    let mut labels = store.scan::<Label>(&[keys::tag::LABEL]).peekable();
+    let mut labels = store.scan::<Label>(&[keys::tag::LABEL]).filter_map(|kv| kv.ok()).peekable();
     for kv in store.scan::<Asset>(&[keys::tag::ASSET]) {
-        let (_, asset) = kv?;
+        let Ok((_, asset)) = kv else { continue };
         let mut history = Vec::new();
         // Labels are ordered by asset then revision, like assets: a merge join.
-        while let Some(next) = labels.peek() {
-            match next {
-                Ok((_, l)) if l.asset() < asset.id => {
-                    labels.next();
-                }
-                Ok((_, l)) if l.asset() == asset.id => {
-                    if let Some(Ok((_, l))) = labels.next() {
-                        history.push(l);
-                    }
-                }
-                Ok(_) => break,
-                Err(_) => {
-                    if let Some(Err(e)) = labels.next() {
-                        return Err(e);
-                    }
+        while let Some((_, l)) = labels.peek() {
+            if l.asset() > asset.id {
+                break;
+            }
+            if let Some((_, l)) = labels.next() {
+                if l.asset() == asset.id {
+                    history.push(l);
                 }
             }
         }
         idx.add(asset.project, asset.id, &index::derive(&asset, &history));
     }
     Ok(idx)
+}
+
+/// An asset and its history for re-deriving its index entries; `None` if it is gone or
+/// damaged (a damaged record is reported by `verify`, not by opening).
+fn read_for_index(store: &Store, id: AssetId) -> Option<(Asset, Vec<Label>)> {
+    let asset = store.get::<Asset>(&keys::asset(id)).ok().flatten()?;
+    let history = read_history(store, id).ok()?;
+    Some((asset, history))
 }
 
 pub(crate) fn read_history(store: &Store, asset: AssetId) -> Result<Vec<Label>> {
@@ -300,6 +410,7 @@ pub(crate) struct Txn<'a> {
     counters: Counters,
     now: u64,
     deltas: Vec<Delta>,
+    text_ops: Vec<TextOp>,
 }
 
 impl<'a> Txn<'a> {
@@ -321,6 +432,7 @@ impl<'a> Txn<'a> {
 
     /// Removes an asset from the indexes when this write lands.
     pub(crate) fn forget(&mut self, project: ProjectId, asset: AssetId, before: index::Entry) {
+        self.text_ops.push(TextOp::Delete(asset));
         self.deltas.push(Delta {
             project,
             asset,
@@ -423,6 +535,7 @@ impl Db {
             counters: *guard,
             now: now_ms(),
             deltas: Vec::new(),
+            text_ops: Vec::new(),
         };
         let out = f(&mut txn)?;
         if txn.counters.last_seq == guard.last_seq {
@@ -433,6 +546,7 @@ impl Db {
             mut batch,
             counters,
             deltas,
+            text_ops,
             ..
         } = txn;
         batch.put(keys::meta(keys::meta::COUNTERS), &counters);
@@ -443,6 +557,11 @@ impl Db {
                 index.apply(d);
             }
             index.seq = counters.last_seq;
+        }
+        // The text writer only fails when its thread died; the primary write has landed,
+        // so the error is reported rather than returned, and `verify` will catch the gap.
+        if let Err(e) = self.inner.text.apply(&text_ops, counters.last_seq) {
+            self.inner.text.mark_broken(e.to_string());
         }
         *guard = counters;
         drop(guard);
@@ -633,6 +752,7 @@ impl Db {
                     before: None,
                     after: Some(index::derive(&asset, &stored)),
                 });
+                txn.text_ops.extend(TextOp::for_asset(&asset));
                 report.added.push(id);
             }
             Ok(report)
@@ -678,9 +798,14 @@ impl Db {
             let mut asset = txn.asset(id)?;
             let history = read_history(txn.store, id)?;
             let before = index::derive(&asset, &history);
+            let was_deleted = asset.deleted;
             let Some(action) = f(&mut asset)? else {
                 return Ok(());
             };
+            if asset.deleted != was_deleted {
+                txn.text_ops.push(TextOp::Delete(id));
+                txn.text_ops.extend(TextOp::for_asset(&asset));
+            }
             asset.version += 1;
             txn.batch.put(keys::asset(id), &asset);
             txn.event(actor, action);

@@ -94,6 +94,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Full-text search over text assets, best matches first (BM25), with snippets.
+    Search {
+        /// The project.
+        project: String,
+        /// Words, "phrases", prefix*, in the query language.
+        text: String,
+        /// Also require this filter (query language).
+        #[arg(long)]
+        filter: Option<String>,
+        /// How many results.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Query a project's assets with the query language (docs/query.md).
     Query {
         /// The project.
@@ -109,9 +125,9 @@ enum Command {
         /// Continue after this cursor (printed with the previous page).
         #[arg(long)]
         after: Option<String>,
-        /// Order of the results.
-        #[arg(long, value_enum, default_value_t = SortArg::Id)]
-        sort: SortArg,
+        /// Order of the results (default: relevance for text queries, else id).
+        #[arg(long, value_enum)]
+        sort: Option<SortArg>,
         /// Also count the results by status, class and author.
         #[arg(long)]
         facets: bool,
@@ -498,17 +514,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Search { project, text, filter, limit, json } => {
+            let db = open(&cli.db)?;
+            let filter = filter.map(|f| labeldb::query::parse(&f)).transpose()?;
+            let (count, hits) = db.search(&project, &text, filter.as_ref(), limit)?;
+            print_hits(&db, out, count, &hits, json)?;
+        }
         Command::Query { project, query, count, limit, after, sort, facets, json } => {
             let db = open(&cli.db)?;
-            let set = db.query(&project, &query)?;
+            let filter = labeldb::query::parse(&query)?;
+            let set = db.select(&project, &filter)?;
             if count {
                 say!(out, "{}", set.len());
                 return Ok(ExitCode::SUCCESS);
             }
             let sort = match sort {
-                SortArg::Id => Sort::Id,
-                SortArg::Priority => Sort::Priority,
-                SortArg::Score => Sort::Score,
+                None if labeldb::query::has_text(&filter) && after.is_none() && !facets => {
+                    let (count, hits) = db.ranked(&project, &filter, limit)?;
+                    print_hits(&db, out, count, &hits, json)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                None | Some(SortArg::Id) => Sort::Id,
+                Some(SortArg::Priority) => Sort::Priority,
+                Some(SortArg::Score) => Sort::Score,
             };
             let page = db.page(&project, &set, sort, limit, after.as_deref())?;
             let assets = page.ids.iter().map(|id| db.asset(*id)).collect::<labeldb::Result<Vec<_>>>()?;
@@ -618,6 +646,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_hits(db: &Db, mut out: impl Write, count: u64, hits: &[labeldb::Hit], json: bool) -> Result<()> {
+    if json {
+        let mut list = Vec::with_capacity(hits.len());
+        for h in hits {
+            let a = db.asset(h.asset)?;
+            list.push(json!({"id": a.external_id, "asset_id": h.asset.0, "score": h.score, "snippet": h.snippet, "status": a.status.as_str()}));
+        }
+        serde_json::to_writer_pretty(&mut out, &json!({"count": count, "hits": list}))?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    say!(out, "{count} assets match");
+    for h in hits {
+        let a = db.asset(h.asset)?;
+        say!(out, "  {:<20} {:>7.3}  {:<10} {}", a.external_id, h.score, a.status.as_str(), h.snippet.replace('\n', " "));
+    }
+    Ok(())
 }
 
 fn labeldb_now() -> u128 {

@@ -77,6 +77,7 @@ impl Db {
         let mut seqs: Vec<u64> = Vec::new();
         let mut counters = None;
         let mut snapshots: Vec<SnapshotInfo> = Vec::new();
+        let mut live_text = roaring::RoaringBitmap::new();
         let mut format = None;
 
         for kv in store.raw() {
@@ -112,6 +113,9 @@ impl Db {
                 tag::ASSET => {
                     if let Some(a) = c.decode::<Asset>(&k, &v) {
                         self.check_asset(&mut c, &k, &a);
+                        if crate::index::text::TextOp::for_asset(&a).is_some() {
+                            live_text.insert(a.id.0);
+                        }
                         assets.insert(a.id, (a.project, a.revisions));
                     }
                 }
@@ -257,6 +261,9 @@ impl Db {
         for p in self.index_differences()? {
             c.problem(p);
         }
+        for p in self.text_differences(&live_text)? {
+            c.problem(p);
+        }
         if c.hidden > 0 {
             c.report.problems.push(format!("... and {} more problems", c.hidden));
         }
@@ -272,8 +279,28 @@ impl Db {
         Ok(index.differences(&rebuilt))
     }
 
-    /// Rebuilds the bitmap indexes from primary data and checkpoints them
-    /// (`labeldb verify --repair`). Returns the number of differences it fixed.
+    /// Differences between the text index (after a commit) and the live text assets.
+    fn text_differences(&self, live_text: &roaring::RoaringBitmap) -> Result<Vec<String>> {
+        let text = &self.inner.text;
+        let mut out = Vec::new();
+        if let Some(why) = text.broken() {
+            out.push(format!("text index writer failed ({why}); run verify --repair"));
+        }
+        let _writer = self.inner.writer.lock();
+        text.commit(|| self.inner.store.flush(), false)?;
+        let indexed = text.all()?;
+        if &indexed != live_text {
+            out.push(format!(
+                "text index: {} live text assets missing, {} extra ids",
+                (live_text - &indexed).len(),
+                (&indexed - live_text).len()
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds the bitmap indexes and the text index from primary data and checkpoints
+    /// them (`labeldb verify --repair`). Returns the number of bitmap differences fixed.
     pub fn repair_indexes(&self) -> Result<usize> {
         let fixed = {
             let _writer = self.inner.writer.lock();
@@ -281,6 +308,7 @@ impl Db {
             let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
             let fixed = index.differences(&rebuilt).len();
             *index = rebuilt;
+            crate::db::rebuild_text(&self.inner.store, &self.inner.text, index.seq)?;
             fixed
         };
         self.inner.force_checkpoint()?;

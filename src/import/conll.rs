@@ -1,4 +1,5 @@
-//! CoNLL/IOB: one token per line, the tag in the last whitespace-separated column.
+//! CoNLL/IOB: one token per line, the tag in the last column (columns separated by
+//! spaces or tabs).
 //!
 //! `-DOCSTART-` lines are skipped; blank or whitespace-only lines end a sentence. One
 //! asset per sentence: its text is the tokens joined by single spaces, its spans come
@@ -40,7 +41,9 @@ impl Sentence {
         if self.error.is_some() {
             return;
         }
-        let mut cols = line.split_whitespace();
+        // Columns are separated by ASCII spaces and tabs only: a token may hold any
+        // other Unicode, including non-breaking and ideographic spaces.
+        let mut cols = line.split([' ', '\t', '\r', '\n']).filter(|c| !c.is_empty());
         let token = cols.next().unwrap_or_default();
         let Some(tag) = cols.next_back() else {
             self.error = Some((
@@ -139,7 +142,7 @@ pub(crate) fn records<'a, R: BufRead + 'a>(
                     }
                     false
                 }
-                Ok(line) if line.trim().is_empty() => true,
+                Ok(line) if line.trim_matches([' ', '\t', '\r', '\n']).is_empty() => true,
                 Ok(line) if line.trim_start().starts_with("-DOCSTART-") => current.is_some(),
                 Ok(line) => {
                     current

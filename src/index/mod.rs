@@ -8,6 +8,7 @@
 
 pub(crate) mod entry;
 pub(crate) mod numeric;
+pub(crate) mod text;
 
 use std::collections::{BTreeMap, HashMap};
 

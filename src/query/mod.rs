@@ -70,6 +70,17 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// One full-text search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// The asset.
+    pub asset: AssetId,
+    /// Its BM25 score for the text part of the query.
+    pub score: f32,
+    /// A fragment of its text with the matched words in `[` `]`.
+    pub snippet: String,
+}
+
 /// Counts over a result set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facets {
@@ -112,6 +123,41 @@ impl Db {
     /// How many assets of a project match a filter.
     pub fn count(&self, project: &str, filter: &Filter) -> Result<u64> {
         Ok(self.select(project, filter)?.len())
+    }
+
+    /// Full-text search: `text` in the query language (bare words, `"phrases"`,
+    /// `prefix*`, and any filter), AND `filter`; the best `limit` matches by BM25 score
+    /// of the text part, with snippets. Returns the number of matches and the hits.
+    pub fn search(&self, project: &str, text: &str, filter: Option<&Filter>, limit: usize) -> Result<(u64, Vec<Hit>)> {
+        let text_filter = parse(text)?;
+        let combined = match filter {
+            Some(f) => text_filter.clone().and(f.clone()),
+            None => text_filter.clone(),
+        };
+        self.ranked(project, &combined, limit)
+    }
+
+    /// The best `limit` assets matching `filter`, by BM25 score of its text leaves
+    /// (by id when it has none), with snippets.
+    pub fn ranked(&self, project: &str, filter: &Filter, limit: usize) -> Result<(u64, Vec<Hit>)> {
+        let set = self.select(project, filter)?;
+        let mut leaves = Vec::new();
+        text_leaves(filter, &mut leaves);
+        let text = &self.inner.text;
+        let queries = leaves.iter().map(|t| text.query(t)).collect::<Result<Vec<_>>>()?;
+        let text_of = |id: AssetId| -> Result<String> { Ok(self.asset(id)?.content.text().unwrap_or("").to_string()) };
+        let hits = if queries.is_empty() {
+            set.iter()
+                .take(limit)
+                .map(|id| Ok(Hit { asset: id, score: 0.0, snippet: text_of(id)?.chars().take(150).collect() }))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            text.top(queries, set.0.clone(), limit, text_of)?
+                .into_iter()
+                .map(|(asset, score, snippet)| Hit { asset, score, snippet })
+                .collect()
+        };
+        Ok((set.len(), hits))
     }
 
     /// A page of `limit` assets of `set` in `sort` order, after the cursor `after`.
@@ -288,20 +334,13 @@ impl Eval<'_> {
         self.index.bitmap(key).cloned().unwrap_or_default()
     }
 
-    /// Union of the bitmaps of every `name@version` key matching `spec` (`name` alone
-    /// matches every version).
-    fn versioned(&self, spec: &str, make: fn(String) -> Key) -> RoaringBitmap {
-        if spec.contains('@') {
-            return self.bitmap(&make(spec.to_string()));
-        }
-        let prefix = format!("{spec}@");
+    /// Union of the bitmaps of the `name@version` keys that `spec` names: exactly, or by
+    /// name alone (every version; a name may itself contain `@`).
+    fn versioned(&self, spec: &str, of: fn(&Key) -> Option<&String>) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
         for (k, bm) in &self.index.bitmaps {
-            let name = match k {
-                Key::Model(n) | Key::Rule(n) if std::mem::discriminant(k) == std::mem::discriminant(&make(String::new())) => n,
-                _ => continue,
-            };
-            if name.starts_with(&prefix) {
+            let Some(key) = of(k) else { continue };
+            if key == spec || key.rsplit_once('@').is_some_and(|(name, _)| name == spec) {
                 out |= bm;
             }
         }
@@ -322,8 +361,14 @@ impl Eval<'_> {
                 self.bitmap(&Key::Class(*kind, job.clone(), class.clone()))
             }
             Filter::Author(a) => self.bitmap(&Key::Author(a.clone())),
-            Filter::Model(m) => self.versioned(m, Key::Model),
-            Filter::Rule(r) => self.versioned(r, Key::Rule),
+            Filter::Model(m) => self.versioned(m, |k| match k {
+                Key::Model(n) => Some(n),
+                _ => None,
+            }),
+            Filter::Rule(r) => self.versioned(r, |k| match k {
+                Key::Rule(n) => Some(n),
+                _ => None,
+            }),
             Filter::Meta { key, value } => self.bitmap(&Key::Meta(key.clone(), MetaKey::of(value))),
             Filter::Honeypot => self.bitmap(&Key::Honeypot),
             Filter::Deleted => {
@@ -345,7 +390,7 @@ impl Eval<'_> {
                 }
                 sure
             }
-            Filter::Text(t) => return Err(Error::TextSearchUnavailable(format!("{t:?}"))),
+            Filter::Text(t) => self.db.inner.text.matching(t)? & &self.index.all,
             Filter::And(a, b) => {
                 let mut l = self.eval(a)?;
                 if l.is_empty() {
@@ -363,6 +408,25 @@ impl Eval<'_> {
             }
             Filter::Not(inner) => &self.index.all - self.eval(inner)?,
         })
+    }
+}
+
+/// Whether a filter has a full-text part that can rank its matches.
+pub fn has_text(f: &Filter) -> bool {
+    let mut leaves = Vec::new();
+    text_leaves(f, &mut leaves);
+    !leaves.is_empty()
+}
+
+/// The text queries of a filter outside any NOT (those that can score a match).
+fn text_leaves<'f>(f: &'f Filter, out: &mut Vec<&'f TextQuery>) {
+    match f {
+        Filter::Text(t) => out.push(t),
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            text_leaves(a, out);
+            text_leaves(b, out);
+        }
+        _ => {}
     }
 }
 

@@ -36,7 +36,8 @@ pub(crate) struct ChunkedHead {
 /// Checkpoint chunks are at most this long, so no sled value is huge.
 const CHUNK: usize = 1 << 20;
 
-/// The sled database behind a `Db`.
+/// The sled database behind a `Db` (a cheap handle: clones share it).
+#[derive(Clone)]
 pub(crate) struct Store {
     db: sled::Db,
 }
@@ -44,11 +45,20 @@ pub(crate) struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `path` and checks its format version.
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
+        // sled's background log writers may hold the file lock for a moment after the
+        // last handle of a previous open was dropped: retry that error briefly.
+        let mut attempt = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if attempt < 100 && e.to_string().contains("could not acquire lock") => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(Error::Storage(format!("cannot open {}: {e}", path.display()))),
+            }
+        };
         let store = Store { db };
         let format_key = keys::meta(keys::meta::FORMAT);
         match store.get::<u32>(&format_key)? {

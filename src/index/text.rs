@@ -1,0 +1,334 @@
+//! The full-text index of text assets: tantivy, in `<db>/text/`.
+//!
+//! One document per live (not soft-deleted) text asset: its content, analysed by a
+//! simple tokenizer (split on non-alphanumerics) with lower-casing and ASCII folding, and
+//! its asset id as an indexed fast field. Writers add and delete documents in the same
+//! logical write as the primary data but never wait for a commit: a background thread
+//! commits about once a second (and `flush` and close commit), always through
+//! `prepare_commit` with the event-log seq as payload, after flushing sled, so the
+//! index never holds a document whose primary data could be lost in a crash. On open
+//! the log after the payload's seq is replayed; replay is idempotent.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use roaring::RoaringBitmap;
+use tantivy::collector::{Collector, FilterCollector, SegmentCollector, TopDocs};
+use tantivy::columnar::Column;
+use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
+use tantivy::{doc, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, Term};
+
+use crate::asset::{Asset, AssetId, Content};
+use crate::error::{Error, Result};
+use crate::event::Seq;
+use crate::query::TextQuery;
+
+const TOKENIZER: &str = "labeldb";
+const WRITER_HEAP: usize = 64 << 20;
+
+/// A change to the text index.
+#[derive(Clone, Debug)]
+pub(crate) enum TextOp {
+    Add(AssetId, String),
+    Delete(AssetId),
+}
+
+impl TextOp {
+    /// The op that makes the index agree with an asset's current state.
+    pub(crate) fn for_asset(a: &Asset) -> Option<TextOp> {
+        match &a.content {
+            Content::Text(t) if !a.deleted => Some(TextOp::Add(a.id, t.clone())),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) struct TextIndex {
+    index: Index,
+    asset: Field,
+    content: Field,
+    writer: Mutex<IndexWriter>,
+    reader: IndexReader,
+    /// The seq of the last write whose text ops were handed to the writer.
+    applied: AtomicU64,
+    /// The seq in the last commit's payload.
+    committed: AtomicU64,
+    /// Set when the writer failed: the index misses changes until a rebuild.
+    broken: Mutex<Option<String>>,
+}
+
+fn text_error(e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("text index: {e}"))
+}
+
+fn schema() -> (Schema, Field, Field) {
+    let mut b = Schema::builder();
+    let asset = b.add_u64_field("asset", INDEXED | FAST);
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(TOKENIZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let content = b.add_text_field("content", TextOptions::default().set_indexing_options(indexing));
+    (b.build(), asset, content)
+}
+
+impl TextIndex {
+    /// Opens the index in `dir`, creating it if it does not exist. Returns the index and
+    /// the seq of its last commit (`None` if it has none or could not be opened, in
+    /// which case the caller rebuilds).
+    pub(crate) fn open(dir: &Path) -> Result<(TextIndex, Option<Seq>)> {
+        let (schema, asset, content) = schema();
+        let opened = std::fs::create_dir_all(dir)
+            .map_err(text_error)
+            .and_then(|_| Index::open_or_create(tantivy::directory::MmapDirectory::open(dir).map_err(text_error)?, schema.clone()).map_err(text_error));
+        let (index, usable) = match opened {
+            Ok(index) => (index, true),
+            Err(_) => {
+                // A damaged index is derived data: start again from an empty one.
+                let _ = std::fs::remove_dir_all(dir);
+                std::fs::create_dir_all(dir).map_err(text_error)?;
+                (Index::create_in_dir(dir, schema).map_err(text_error)?, false)
+            }
+        };
+        index.tokenizers().register(
+            TOKENIZER,
+            TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(LowerCaser)
+                .filter(AsciiFoldingFilter)
+                .build(),
+        );
+        let seq = if usable {
+            index.load_metas().ok().and_then(|m| m.payload).and_then(|p| p.parse::<Seq>().ok())
+        } else {
+            None
+        };
+        let writer = index.writer(WRITER_HEAP).map_err(text_error)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_error)?;
+        let t = TextIndex {
+            index,
+            asset,
+            content,
+            writer: Mutex::new(writer),
+            reader,
+            applied: AtomicU64::new(seq.unwrap_or(0)),
+            committed: AtomicU64::new(seq.unwrap_or(0)),
+            broken: Mutex::new(None),
+        };
+        Ok((t, seq))
+    }
+
+    /// Applies ops of the write with this seq (called by the writer, in seq order).
+    pub(crate) fn apply(&self, ops: &[TextOp], seq: Seq) -> Result<()> {
+        if !ops.is_empty() {
+            let w = self.writer.lock();
+            for op in ops {
+                match op {
+                    TextOp::Add(id, text) => {
+                        w.delete_term(Term::from_field_u64(self.asset, u64::from(id.0)));
+                        w.add_document(doc!(self.asset => u64::from(id.0), self.content => text.as_str()))
+                            .map_err(text_error)?;
+                    }
+                    TextOp::Delete(id) => {
+                        w.delete_term(Term::from_field_u64(self.asset, u64::from(id.0)));
+                    }
+                }
+            }
+        }
+        self.applied.store(seq, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn mark_broken(&self, why: String) {
+        *self.broken.lock() = Some(why);
+    }
+
+    /// Why the index misses changes, if its writer failed since the last rebuild.
+    pub(crate) fn broken(&self) -> Option<String> {
+        self.broken.lock().clone()
+    }
+
+    /// Removes every document (before a rebuild).
+    pub(crate) fn clear(&self) -> Result<()> {
+        self.writer.lock().delete_all_documents().map_err(text_error)?;
+        *self.broken.lock() = None;
+        Ok(())
+    }
+
+    /// Commits what was applied, if anything moved, after `make_durable` (a sled flush)
+    /// so that no committed document outlives its primary data in a crash.
+    pub(crate) fn commit(&self, make_durable: impl FnOnce() -> Result<()>, force: bool) -> Result<()> {
+        let mut w = self.writer.lock();
+        let seq = self.applied.load(Ordering::Acquire);
+        if !force && seq == self.committed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        make_durable()?;
+        let mut prepared = w.prepare_commit().map_err(text_error)?;
+        prepared.set_payload(&seq.to_string());
+        prepared.commit().map_err(text_error)?;
+        self.committed.store(seq, Ordering::Release);
+        drop(w);
+        self.reader.reload().map_err(text_error)
+    }
+
+    /// Whether applied changes wait for a commit.
+    pub(crate) fn dirty(&self) -> bool {
+        self.applied.load(Ordering::Acquire) != self.committed.load(Ordering::Acquire)
+    }
+
+    /// The analysed tokens of a text.
+    fn tokens(&self, text: &str) -> Result<Vec<String>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.content).map_err(text_error)?;
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, token: &str) -> Term {
+        Term::from_field_text(self.content, token)
+    }
+
+    /// The tantivy query of a text query.
+    pub(crate) fn query(&self, q: &TextQuery) -> Result<Box<dyn Query>> {
+        let words = |tokens: Vec<String>| -> Box<dyn Query> {
+            match tokens.len() {
+                0 => Box::new(EmptyQuery),
+                1 => Box::new(TermQuery::new(self.term(&tokens[0]), IndexRecordOption::WithFreqs)),
+                _ => Box::new(PhraseQuery::new(tokens.iter().map(|t| self.term(t)).collect())),
+            }
+        };
+        Ok(match q {
+            TextQuery::Term(w) => words(self.tokens(w)?),
+            TextQuery::Phrase(ws) => words(self.tokens(&ws.join(" "))?),
+            TextQuery::Prefix(p) => {
+                let tokens = self.tokens(p)?;
+                match tokens.len() {
+                    0 => Box::new(EmptyQuery),
+                    // Tokens are alphanumeric, so they need no escaping in a regex.
+                    1 => Box::new(RegexQuery::from_pattern(&format!("{}.*", tokens[0]), self.content).map_err(text_error)?),
+                    _ => Box::new(PhrasePrefixQuery::new(tokens.iter().map(|t| self.term(t)).collect())),
+                }
+            }
+        })
+    }
+
+    /// Assets matching a text query, over the last commit.
+    pub(crate) fn matching(&self, q: &TextQuery) -> Result<RoaringBitmap> {
+        let query = self.query(q)?;
+        self.reader.searcher().search(&*query, &BitmapCollector).map_err(text_error)
+    }
+
+    /// Every asset in the index, over the last commit.
+    pub(crate) fn all(&self) -> Result<RoaringBitmap> {
+        self.reader.searcher().search(&AllQuery, &BitmapCollector).map_err(text_error)
+    }
+
+    /// The best `limit` assets of `within` by BM25 score for the union of `queries`,
+    /// with a highlighted snippet of each (from `text_of`).
+    pub(crate) fn top(
+        &self,
+        queries: Vec<Box<dyn Query>>,
+        within: RoaringBitmap,
+        limit: usize,
+        text_of: impl Fn(AssetId) -> Result<String>,
+    ) -> Result<Vec<(AssetId, f32, String)>> {
+        let searcher = self.reader.searcher();
+        let query = BooleanQuery::new(queries.into_iter().map(|q| (Occur::Should, q)).collect());
+        let within = Arc::new(within);
+        let filter = FilterCollector::new(
+            "asset".to_string(),
+            move |id: u64| u32::try_from(id).is_ok_and(|id| within.contains(id)),
+            TopDocs::with_limit(limit.max(1)),
+        );
+        let top = searcher.search(&query, &filter).map_err(text_error)?;
+        let snippets = SnippetGenerator::create(&searcher, &query, self.content).map_err(text_error)?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top.into_iter().take(limit) {
+            let col = searcher.segment_reader(addr.segment_ord).fast_fields().u64("asset").map_err(text_error)?;
+            let Some(id) = col.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()) else {
+                continue;
+            };
+            let id = AssetId(id);
+            let text = text_of(id)?;
+            let snippet = snippets.snippet(&text);
+            out.push((id, score, highlight(snippet.fragment(), snippet.highlighted())));
+        }
+        Ok(out)
+    }
+
+    /// The directory of the index under a database directory.
+    pub(crate) fn dir(db: &Path) -> PathBuf {
+        db.join("text")
+    }
+}
+
+/// A fragment with its highlighted ranges in `[` `]`.
+fn highlight(fragment: &str, ranges: &[std::ops::Range<usize>]) -> String {
+    let mut out = String::with_capacity(fragment.len() + 2 * ranges.len());
+    let mut at = 0;
+    for r in ranges {
+        let (Some(before), Some(word)) = (fragment.get(at..r.start), fragment.get(r.clone())) else {
+            continue;
+        };
+        out.push_str(before);
+        out.push('[');
+        out.push_str(word);
+        out.push(']');
+        at = r.end;
+    }
+    out.push_str(fragment.get(at..).unwrap_or(""));
+    out
+}
+
+/// Collects the asset ids of matching documents into a bitmap.
+struct BitmapCollector;
+
+struct BitmapSegment {
+    column: Column<u64>,
+    out: RoaringBitmap,
+}
+
+impl Collector for BitmapCollector {
+    type Fruit = RoaringBitmap;
+    type Child = BitmapSegment;
+
+    fn for_segment(&self, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<BitmapSegment> {
+        Ok(BitmapSegment {
+            column: reader.fast_fields().u64("asset")?,
+            out: RoaringBitmap::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<RoaringBitmap>) -> tantivy::Result<RoaringBitmap> {
+        let mut out = RoaringBitmap::new();
+        for f in fruits {
+            out |= f;
+        }
+        Ok(out)
+    }
+}
+
+impl SegmentCollector for BitmapSegment {
+    type Fruit = RoaringBitmap;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        if let Some(id) = self.column.first(doc).and_then(|v| u32::try_from(v).ok()) {
+            self.out.insert(id);
+        }
+    }
+
+    fn harvest(self) -> RoaringBitmap {
+        self.out
+    }
+}

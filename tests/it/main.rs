@@ -1,0 +1,102 @@
+//! Integration tests of labeldb, in one crate so that they link once (matklad's layout).
+//!
+//! Each module is one area of the specification; each test's name says what must hold.
+//! The real datasets are read from [`data_dir`], never copied into the repository.
+
+mod events;
+mod import;
+mod model;
+mod query;
+mod snapshot;
+mod storage;
+mod unicode;
+mod validation;
+
+use std::path::{Path, PathBuf};
+
+use labeldb::{Asset, Db, Event, Label, Project, Schema, Seq};
+
+/// What a test returns: any error fails it.
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The shared test datasets: `$LABELDB_TEST_DATA` when set, else `../shared/data` next to
+/// the crate.
+pub fn data_dir() -> PathBuf {
+    match std::env::var_os("LABELDB_TEST_DATA") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
+    }
+}
+
+/// A fresh database in a temporary directory (removed when the `TempDir` drops; keep it
+/// alive as long as the `Db`).
+pub fn temp_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let db = Db::open(dir.path().join("db")).expect("open a fresh database");
+    (dir, db)
+}
+
+/// Opens the database at `path` again after its last handle was dropped.
+///
+/// sled 0.34.7 releases its directory lock asynchronously: a log write-back task on its
+/// thread pool (pagecache/iobuf.rs `maybe_seal_and_write_iobuf`) holds the file for a
+/// moment after the last handle drops, so an immediate reopen fails with "could not acquire
+/// lock" (WouldBlock) about once in a thousand reopens. Until labeldb's `Store::open` waits
+/// for the lock itself, this retries that one error for up to two seconds.
+pub fn reopen(path: &Path) -> labeldb::Result<Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Db::open(path) {
+            Err(labeldb::Error::Storage(msg))
+                if msg.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A schema from the schema file format; panics on a bad literal in a test.
+pub fn schema(json: &str) -> Schema {
+    match Schema::from_json(json) {
+        Ok(s) => s,
+        Err(e) => panic!("test schema does not parse: {e}"),
+    }
+}
+
+/// Everything a reader can observe, to assert that a refused write changed nothing.
+#[derive(Debug, PartialEq)]
+pub struct Observed {
+    /// `Db::last_seq`.
+    pub last_seq: Seq,
+    /// The whole event log.
+    pub events: Vec<Event>,
+    /// Every project.
+    pub projects: Vec<Project>,
+    /// Every asset of every project (deleted ones too) with its history.
+    pub assets: Vec<(Asset, Vec<Label>)>,
+}
+
+/// Reads everything observable from `db`.
+pub fn observe(db: &Db) -> Observed {
+    let events = db
+        .changes_since(0)
+        .collect::<labeldb::Result<Vec<_>>>()
+        .expect("read the event log");
+    let projects: Vec<Project> = db.projects().iter().map(|p| (**p).clone()).collect();
+    let mut assets = Vec::new();
+    for p in &projects {
+        for id in db.asset_ids(&p.name).expect("list assets") {
+            let asset = db.asset(id).expect("read asset");
+            let history = db.history(id).expect("read history");
+            assets.push((asset, history));
+        }
+    }
+    Observed {
+        last_seq: db.last_seq(),
+        events,
+        projects,
+        assets,
+    }
+}

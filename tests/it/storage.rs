@@ -1,0 +1,380 @@
+//! Persistence, concurrency and corruption detection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use labeldb::{
+    Answer, AssetId, Db, Durability, Error, LabelId, MetaValue, NewAsset, NewLabel, RecordRef, Status, FORMAT_VERSION,
+};
+
+use crate::{observe, schema, TestResult};
+
+const SCHEMA: &str = r#"{"jobs": [
+    {"name": "category", "kind": "classification", "classes": ["order", "complaint"]},
+    {"name": "objects", "kind": "boxes", "classes": ["box"]}
+]}"#;
+
+fn populate(db: &Db) -> labeldb::Result<(AssetId, AssetId)> {
+    db.create_project("admin", "mail", schema(SCHEMA))?;
+    db.create_project("admin", "other", schema(SCHEMA))?;
+    let text = db.add_asset(
+        "admin",
+        "mail",
+        NewAsset::text("e1", "Send 3 boxes, café ☕").with_meta("lang", MetaValue::Str("en".into())),
+    )?;
+    let image = db.add_asset("admin", "other", NewAsset::image("i1", "s3://bucket/i1.jpg", 640, 480))?;
+    let pred = db.add_label(
+        text,
+        NewLabel::prediction("clf", "1").answer("category", Answer::class("order")),
+    )?;
+    let mut fix = NewLabel::annotation("alice").answer("category", Answer::class("complaint"));
+    fix.derived_from = Some(pred);
+    fix.seconds = 12.5;
+    db.add_label(text, fix)?;
+    db.set_status("rita", text, Status::Reviewed)?;
+    db.set_priority("admin", image, -1.25)?;
+    db.set_honeypot("admin", image, true)?;
+    db.set_meta("admin", image, "split", Some(MetaValue::Num(0.5)))?;
+    db.delete_asset("admin", image)?;
+    Ok((text, image))
+}
+
+#[test]
+fn reopening_keeps_everything_and_continues_the_counters() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let db = Db::open(&path)?;
+    let (text, image) = populate(&db)?;
+    let before = observe(&db);
+    assert_eq!(before.assets.len(), 2);
+    drop(db);
+
+    let db = crate::reopen(&path)?;
+    assert_eq!(observe(&db), before, "reopening changed what is visible");
+    assert!(db.verify()?.is_clean());
+    assert_eq!(db.path(), path.as_path());
+    assert_eq!(db.asset_by_external_id("mail", "e1")?.id, text);
+    assert!(db.asset(image)?.deleted);
+    assert_eq!(db.project("other")?.id, labeldb::ProjectId(1));
+    // New writes continue the seq, asset and label numbering: nothing is reused.
+    let seq = db.last_seq();
+    let next = db.add_asset("admin", "mail", NewAsset::text("e2", "more"))?;
+    assert_eq!(next, AssetId(image.0 + 1));
+    assert_eq!(db.last_seq(), seq + 1);
+    let l = db.add_label(
+        text,
+        NewLabel::annotation("bob").answer("category", Answer::class("order")),
+    )?;
+    assert_eq!(l, LabelId::new(text, 2));
+    let p = db.create_project("admin", "third", schema(SCHEMA))?;
+    assert_eq!(p, labeldb::ProjectId(2));
+    let after = observe(&db);
+    drop(db);
+    let db = crate::reopen(&path)?;
+    assert_eq!(observe(&db), after);
+    assert!(db.verify()?.is_clean());
+    Ok(())
+}
+
+#[test]
+fn durable_writes_survive_reopen_with_immediate_durability() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    {
+        let db = Db::builder()
+            .durability(Durability::Immediate)
+            .cache_bytes(1 << 20)
+            .open(&path)?;
+        db.create_project("admin", "p", schema(SCHEMA))?;
+        db.add_asset("admin", "p", NewAsset::text("a", "x"))?;
+        db.flush()?;
+        assert!(db.size_on_disk()? > 0);
+    }
+    let db = crate::reopen(&path)?;
+    assert_eq!(db.last_seq(), 2);
+    assert_eq!(db.asset_by_external_id("p", "a")?.content.text(), Some("x"));
+    Ok(())
+}
+
+#[test]
+fn db_is_send_sync_and_clone() {
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync_clone::<Db>();
+}
+
+#[test]
+fn clones_read_consistently_from_four_threads_while_a_writer_writes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path().join("db"))?;
+    db.create_project("admin", "p", schema(SCHEMA))?;
+    let ids = db
+        .add_assets(
+            "admin",
+            "p",
+            (0..8)
+                .map(|i| NewAsset::text(format!("a{i}"), format!("text {i}")))
+                .collect(),
+        )?
+        .added;
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let db = db.clone();
+            let ids = ids.clone();
+            let done = done.clone();
+            std::thread::spawn(move || -> Result<u64, String> {
+                let mut last_seq = 0;
+                let mut rounds = 0u64;
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    let seq = db.last_seq();
+                    if seq < last_seq {
+                        return Err(format!("reader {r}: last_seq went back from {last_seq} to {seq}"));
+                    }
+                    last_seq = seq;
+                    // Every event up to last_seq is readable.
+                    if db.event(seq).map_err(|e| e.to_string())?.is_none() {
+                        return Err(format!("reader {r}: event {seq} missing"));
+                    }
+                    for &id in &ids {
+                        let asset = db.asset(id).map_err(|e| e.to_string())?;
+                        let history = db.history(id).map_err(|e| e.to_string())?;
+                        // History is read after the asset, so it holds at least its revisions.
+                        if history.len() < asset.revisions as usize {
+                            return Err(format!(
+                                "reader {r}: {id} has {} revisions but history {}",
+                                asset.revisions,
+                                history.len()
+                            ));
+                        }
+                        for (rev, l) in history.iter().enumerate() {
+                            if l.id != LabelId::new(id, rev as u32) {
+                                return Err(format!("reader {r}: {id} history has a gap at {rev}"));
+                            }
+                        }
+                        // An annotated asset is LABELED: status and revisions change together.
+                        if asset.revisions > 0 && asset.status != Status::Labeled {
+                            return Err(format!("reader {r}: {id} has labels but status {}", asset.status));
+                        }
+                    }
+                    let feed: Vec<u64> = db
+                        .changes_since(0)
+                        .map(|e| e.map(|e| e.seq))
+                        .collect::<labeldb::Result<_>>()
+                        .map_err(|e| e.to_string())?;
+                    if feed.iter().enumerate().any(|(i, s)| *s != i as u64 + 1) || (feed.len() as u64) < seq {
+                        return Err(format!(
+                            "reader {r}: feed of {} events is not contiguous up to {seq}",
+                            feed.len()
+                        ));
+                    }
+                    rounds += 1;
+                    if finished {
+                        return Ok(rounds);
+                    }
+                }
+            })
+        })
+        .collect();
+    let writer = {
+        let db = db.clone();
+        let ids = ids.clone();
+        std::thread::spawn(move || -> labeldb::Result<()> {
+            for i in 0..200usize {
+                let id = ids[i % ids.len()];
+                let user = if i % 2 == 0 { "alice" } else { "bob" };
+                db.add_label(
+                    id,
+                    NewLabel::annotation(user).answer("category", Answer::class("order")),
+                )?;
+                db.set_meta("admin", id, "n", Some(MetaValue::Num(i as f64)))?;
+            }
+            Ok(())
+        })
+    };
+    let written = writer.join().expect("writer panicked");
+    done.store(true, Ordering::Release);
+    for r in readers {
+        let rounds = r.join().expect("reader panicked")?;
+        assert!(rounds >= 1);
+    }
+    written?;
+    assert_eq!(db.last_seq(), 2 + 400);
+    for &id in &ids {
+        assert_eq!(db.history(id)?.len(), 25);
+    }
+    Ok(())
+}
+
+/// Flips one byte in the middle of a stored record through the test hook.
+fn damage(db: &Db, record: RecordRef) -> TestResult {
+    let mut bytes = db.raw_record(record)?.ok_or_else(|| format!("no record {record:?}"))?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    db.damage_record(record, &bytes)?;
+    Ok(())
+}
+
+fn expect_corruption(r: labeldb::Result<()>, key: &str, what: &str) {
+    match r {
+        Err(Error::Corruption { key: k, reason }) => {
+            assert_eq!(k, key, "{what}");
+            assert!(!reason.is_empty(), "{what}: no reason");
+        }
+        other => panic!("{what}: expected Corruption at {key}, got {other:?}"),
+    }
+}
+
+/// A populated database with three damaged records: an asset, a label and an event.
+fn damaged_db(path: &std::path::Path) -> Result<(Db, AssetId, AssetId), Box<dyn std::error::Error>> {
+    let db = Db::open(path)?;
+    let (text, image) = populate(&db)?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    damage(&db, RecordRef::Asset(text))?;
+    damage(&db, RecordRef::Label(LabelId::new(text, 1)))?;
+    damage(&db, RecordRef::Event(4))?;
+    Ok((db, text, image))
+}
+
+#[test]
+fn a_damaged_record_is_reported_as_corruption_naming_its_key() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let (mut db, text, image) = damaged_db(&path)?;
+    for round in ["damaged", "damaged and reopened"] {
+        let asset = format!("asset/{}", text.0);
+        expect_corruption(db.asset(text).map(drop), &asset, round);
+        expect_corruption(db.asset_by_external_id("mail", "e1").map(drop), &asset, round);
+        expect_corruption(db.set_status("rita", text, Status::ToReview), &asset, round);
+        expect_corruption(db.add_label(text, NewLabel::annotation("bob")).map(drop), &asset, round);
+        let label = format!("label/{}/1", text.0);
+        expect_corruption(db.history(text).map(drop), &label, round);
+        expect_corruption(db.label(LabelId::new(text, 1)).map(drop), &label, round);
+        expect_corruption(db.event(4).map(drop), "event/4", round);
+        let feed: Vec<labeldb::Result<labeldb::Event>> = db.changes_since(0).collect();
+        assert!(feed[..3].iter().all(|e| e.is_ok()), "{round}: events 1-3 are intact");
+        match &feed[3] {
+            Err(Error::Corruption { key, .. }) => assert_eq!(key, "event/4", "{round}: changes_since"),
+            other => panic!("{round}: changes_since: expected Corruption at event/4, got {other:?}"),
+        }
+        // Undamaged records still read.
+        assert!(db.asset(image)?.deleted, "{round}");
+        assert_eq!(db.label(LabelId::new(text, 0))?.id, LabelId::new(text, 0), "{round}");
+        assert!(db.event(5)?.is_some(), "{round}");
+        if round == "damaged" {
+            drop(db);
+            db = crate::reopen(&path)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn verify_lists_every_damaged_record_by_key() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (db, text, _) = damaged_db(&dir.path().join("db"))?;
+    let report = match db.verify() {
+        Ok(r) => r,
+        Err(e) => panic!("verify failed instead of reporting the damage: {e:?}"),
+    };
+    assert!(!report.is_clean(), "verify found nothing");
+    assert!(report.records > 0);
+    let keys = [
+        format!("asset/{}", text.0),
+        format!("label/{}/1", text.0),
+        "event/4".to_string(),
+    ];
+    for key in keys {
+        assert!(
+            report.problems.iter().any(|p| p.contains(&key)),
+            "verify does not name {key}: {:?}",
+            report.problems
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_damaged_index_checkpoint_is_rebuilt_on_open_and_rewritten_by_the_next_flush() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let db = Db::open(&path)?;
+    populate(&db)?;
+    let before = observe(&db);
+    db.flush()?;
+    damage(&db, RecordRef::IndexCheckpoint)?;
+    drop(db);
+
+    let db = crate::reopen(&path)?;
+    assert!(db.index_info().rebuilt.is_some(), "{:?}", db.index_info());
+    assert_eq!(observe(&db), before);
+    db.flush()?;
+    drop(db);
+
+    let db = crate::reopen(&path)?;
+    let info = db.index_info();
+    assert_eq!(
+        (info.rebuilt, info.checkpoint_seq),
+        (None, before.last_seq),
+        "the rebuilt index was not checkpointed"
+    );
+    assert_eq!(observe(&db), before);
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    Ok(())
+}
+
+/// Writes a raw value under `key` with sled directly: labeldb has no hook for the META
+/// records (format version, counters).
+fn overwrite_meta(path: &std::path::Path, name: &str, value: Vec<u8>) -> TestResult {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let sled = loop {
+        match sled::open(path) {
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => break other?,
+        }
+    };
+    // Key layout (src/store/keys.rs): tag 0x00, then the record's name.
+    sled.insert([&[0x00][..], name.as_bytes()].concat(), value)?;
+    sled.flush()?;
+    Ok(())
+}
+
+/// A record as src/store/codec.rs writes it: version byte 1, the bincode (varint) payload,
+/// crc32 of both, big-endian.
+fn record(payload: &[u8]) -> Vec<u8> {
+    let mut r = vec![1u8];
+    r.extend_from_slice(payload);
+    let crc = crc32fast::hash(&r);
+    r.extend_from_slice(&crc.to_be_bytes());
+    r
+}
+
+#[test]
+fn damaged_counters_or_a_newer_format_refuse_to_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    drop(Db::open(&path)?);
+    overwrite_meta(&path, "counters", vec![1, 2, 3, 4, 5, 6])?;
+    match crate::reopen(&path) {
+        Err(Error::Corruption { key, .. }) => assert_eq!(key, "meta/counters"),
+        Err(other) => panic!("expected Corruption, got {other:?}"),
+        Ok(_) => panic!("opened a database with damaged counters"),
+    }
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    drop(Db::open(&path)?);
+    let newer = FORMAT_VERSION + 1;
+    assert!(newer < 251, "a single-byte varint");
+    overwrite_meta(&path, "format", record(&[newer as u8]))?;
+    match crate::reopen(&path) {
+        Err(Error::FormatTooNew { found, supported }) => assert_eq!((found, supported), (newer, FORMAT_VERSION)),
+        Err(other) => panic!("expected FormatTooNew, got {other:?}"),
+        Ok(_) => panic!("opened a database of a newer format"),
+    }
+    Ok(())
+}
