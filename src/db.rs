@@ -257,6 +257,13 @@ pub enum RecordRef {
     Project(ProjectId),
     /// The first chunk of the index checkpoint.
     IndexCheckpoint,
+    /// A chunk of a snapshot's members.
+    SnapshotChunk {
+        /// `SnapshotInfo::id`.
+        snapshot: u32,
+        /// Chunk number from 0.
+        chunk: u32,
+    },
 }
 
 impl RecordRef {
@@ -267,6 +274,7 @@ impl RecordRef {
             RecordRef::Event(seq) => keys::event(seq),
             RecordRef::Project(id) => keys::project(id),
             RecordRef::IndexCheckpoint => keys::index_chunk(0),
+            RecordRef::SnapshotChunk { snapshot, chunk } => keys::snapshot_chunk(snapshot, chunk),
         }
     }
 }

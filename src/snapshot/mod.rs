@@ -125,6 +125,9 @@ pub(crate) struct Member {
     pub answers_hash: u64,
     /// Hash of the external id (deterministic splits use it).
     pub split_hash: u64,
+    /// How many revisions the asset had when the snapshot was made (`verify_snapshot`
+    /// re-runs the selection over exactly those).
+    pub upto: u32,
 }
 
 /// A model version registered with the snapshot it was trained on.
@@ -144,9 +147,10 @@ pub struct ModelInfo {
     pub registered_at: u64,
 }
 
-/// Canonical bytes of answers: the record encoding, which is deterministic.
+/// Canonical bytes of answers (digest input): bincode with varint integers, without the
+/// record version and crc, so the digest does not change with the storage encoding.
 fn answers_bytes(answers: &BTreeMap<String, Answer>) -> Vec<u8> {
-    codec::encode(answers)
+    codec::canonical(answers)
 }
 
 fn hash64(bytes: &[u8]) -> u64 {
@@ -190,11 +194,9 @@ pub(crate) fn choose(selection: &Selection, history: &[Label]) -> Option<(u32, B
             if review.verdict != Some(Verdict::Accept) {
                 return None;
             }
-            let answers = if review.answers.is_empty() {
-                let reviewed = review.derived_from?;
-                history.iter().find(|l| l.id == reviewed)?.answers.clone()
-            } else {
-                review.answers.clone()
+            let answers = match review.derived_from {
+                Some(r) if review.answers.is_empty() => history.iter().find(|l| l.id == r)?.answers.clone(),
+                _ => review.answers.clone(),
             };
             Some((review.id.revision(), answers))
         }
@@ -264,6 +266,7 @@ impl Db {
                 revision,
                 answers_hash: hash64(&bytes),
                 split_hash: split_hash(&asset.external_id),
+                upto: asset.revisions,
             };
             rows.push((asset.external_id, member, asset.digest, bytes));
         }
@@ -387,6 +390,7 @@ impl Db {
 
     /// Points a tag (`latest`, `prod-2026-11`) at a snapshot, moving it if it exists.
     pub fn tag_snapshot(&self, actor: &str, project: &str, tag: &str, name: &str) -> Result<()> {
+        check_name("actor", actor)?;
         check_name("tag", tag)?;
         let p = self.project(project)?;
         self.write(|txn| {
@@ -412,6 +416,7 @@ impl Db {
     /// Deletes a snapshot and the tags that point to it. Refused while a registered
     /// model names it as its training set.
     pub fn delete_snapshot(&self, actor: &str, project: &str, name: &str) -> Result<()> {
+        check_name("actor", actor)?;
         let p = self.project(project)?;
         self.write(|txn| {
             let info: SnapshotInfo = txn
@@ -499,7 +504,8 @@ impl Db {
                 }
             };
             let history = read_history(&self.inner.store, asset.id)?;
-            let answers = match choose(&info.selection, &history[..=label.id.revision() as usize]) {
+            let upto = (m.upto as usize).min(history.len());
+            let answers = match choose(&info.selection, &history[..upto]) {
                 Some((rev, a)) if rev == m.revision => a,
                 _ => {
                     problems.push(format!("member {:?}: revision {} is not what the selection chooses", asset.external_id, label.id));
@@ -526,6 +532,7 @@ impl Db {
     /// Registers a model version as trained on a snapshot, so the lineage of its
     /// predictions reaches that snapshot.
     pub fn register_model(&self, actor: &str, project: &str, name: &str, version: &str, trained_on: &str) -> Result<ModelInfo> {
+        check_name("actor", actor)?;
         check_name("model name", name)?;
         check_name("model version", version)?;
         let p: Arc<Project> = self.project(project)?;

@@ -35,6 +35,13 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// The bare bincode payload of a value (no version byte, no crc): deterministic bytes
+/// for content digests.
+pub(crate) fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
+    // As in `encode`: serializing our own types into a Vec cannot fail.
+    options().serialize(value).unwrap_or_default()
+}
+
 /// Decodes a record stored under `key`, checking its crc and version.
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
     let corrupt = |reason: String| Error::Corruption {
