@@ -205,7 +205,17 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
             touched.ok_or("a damaged event in the log tail")
         }
         None if last_seq == 0 => Ok(roaring::RoaringBitmap::new()),
-        Some(_) => Err("the text index is ahead of the log"),
+        // The text index commits only after sled is flushed: being ahead means writes that
+        // were durable are gone. Say so rather than quietly rebuilding over the loss.
+        Some(s) => {
+            return Err(Error::Corruption {
+                key: TextIndex::dir(path).display().to_string(),
+                reason: format!(
+                    "the text index reflects seq {s} but the event log ends at {last_seq}: flushed writes were lost \
+                     (delete the text directory to open what remains)"
+                ),
+            })
+        }
         None => Err("the text index has no usable commit"),
     };
     match touched {

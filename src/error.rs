@@ -112,9 +112,9 @@ pub enum Error {
         asset: String,
         /// What was compared (`latest revision of alice`, `version`).
         what: String,
-        /// What the caller expected.
+        /// The label id the caller expected (`LabelId.0`).
         expected: Option<u64>,
-        /// What is stored.
+        /// The label id stored (`LabelId.0`).
         actual: Option<u64>,
     },
     /// The same external id appears twice in one import.
@@ -155,7 +155,7 @@ pub enum Error {
 
 fn fmt_rev(r: Option<u64>) -> String {
     match r {
-        Some(v) => v.to_string(),
+        Some(v) => LabelId(v).to_string(),
         None => "none".to_string(),
     }
 }

@@ -153,7 +153,14 @@ fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLab
                     }
                 }),
                 JobKind::Spans => {
-                    let text = asset.content.text().unwrap_or("");
+                    let Some(text) = asset.content.text() else {
+                        return Err(Error::InvalidAnswer {
+                            asset: asset.external_id.clone(),
+                            job: job_name,
+                            class: None,
+                            reason: "spans need a text asset, this one is an image".into(),
+                        });
+                    };
                     let mut spans = Vec::new();
                     for item in array(v, &job_name)? {
                         let mut o = object(item, &job_name)?;

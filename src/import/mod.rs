@@ -126,6 +126,7 @@ impl Db {
         mut progress: impl FnMut(&ImportReport),
     ) -> Result<ImportReport> {
         let project = self.project(project)?;
+        crate::project::check_name("actor", actor)?;
         let bytes = Rc::new(Cell::new(0u64));
         let counter = Counting {
             inner: reader,

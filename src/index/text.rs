@@ -17,10 +17,12 @@ use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 use tantivy::collector::{Collector, FilterCollector, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
-use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
+};
 use tantivy::{doc, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, Term};
 
 use crate::asset::{Asset, AssetId, Content};
@@ -30,6 +32,8 @@ use crate::query::TextQuery;
 
 const TOKENIZER: &str = "labeldb";
 const WRITER_HEAP: usize = 64 << 20;
+/// The most words a prefix query may expand to.
+pub const MAX_COMPLETIONS: usize = 100_000;
 
 /// A change to the text index.
 #[derive(Clone, Debug)]
@@ -98,6 +102,7 @@ impl TextIndex {
             TOKENIZER,
             TextAnalyzer::builder(SimpleTokenizer::default())
                 .filter(LowerCaser)
+                .filter(FinalSigma)
                 .filter(AsciiFoldingFilter)
                 .build(),
         );
@@ -208,15 +213,50 @@ impl TextIndex {
             TextQuery::Term(w) => words(self.tokens(w)?),
             TextQuery::Phrase(ws) => words(self.tokens(&ws.join(" "))?),
             TextQuery::Prefix(p) => {
-                let tokens = self.tokens(p)?;
-                match tokens.len() {
-                    0 => Box::new(EmptyQuery),
-                    // Tokens are alphanumeric, so they need no escaping in a regex.
-                    1 => Box::new(RegexQuery::from_pattern(&format!("{}.*", tokens[0]), self.content).map_err(text_error)?),
-                    _ => Box::new(PhrasePrefixQuery::new(tokens.iter().map(|t| self.term(t)).collect())),
-                }
+                let mut tokens = self.tokens(p)?;
+                let Some(last) = tokens.pop() else {
+                    return Ok(Box::new(EmptyQuery));
+                };
+                // Expand the last word to the indexed words it begins: each completion is
+                // then a plain term or phrase, so scoring and snippets work as for words.
+                let alternatives: Vec<(Occur, Box<dyn Query>)> = self
+                    .completions(&last)?
+                    .into_iter()
+                    .map(|word| {
+                        let mut phrase = tokens.clone();
+                        phrase.push(word);
+                        (Occur::Should, words(phrase))
+                    })
+                    .collect();
+                Box::new(BooleanQuery::new(alternatives))
             }
         })
+    }
+
+    /// The indexed words that start with `prefix`, over the last commit.
+    fn completions(&self, prefix: &str) -> Result<Vec<String>> {
+        let searcher = self.reader.searcher();
+        let mut out = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let inverted = segment.inverted_index(self.content).map_err(text_error)?;
+            let mut stream = inverted.terms().range().ge(prefix.as_bytes()).into_stream().map_err(text_error)?;
+            while stream.advance() {
+                let key = stream.key();
+                if !key.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                if let Ok(word) = std::str::from_utf8(key) {
+                    out.insert(word.to_string());
+                }
+                if out.len() > MAX_COMPLETIONS {
+                    return Err(Error::invalid(
+                        "prefix",
+                        format!("{prefix:?}* matches more than {MAX_COMPLETIONS} words; use a longer prefix"),
+                    ));
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Assets matching a text query, over the last commit.
@@ -237,7 +277,7 @@ impl TextIndex {
         queries: Vec<Box<dyn Query>>,
         within: RoaringBitmap,
         limit: usize,
-        text_of: impl Fn(AssetId) -> Result<String>,
+        text_of: &dyn Fn(AssetId) -> Result<String>,
     ) -> Result<Vec<(AssetId, f32, String)>> {
         let searcher = self.reader.searcher();
         let query = BooleanQuery::new(queries.into_iter().map(|q| (Occur::Should, q)).collect());
@@ -258,7 +298,13 @@ impl TextIndex {
             let id = AssetId(id);
             let text = text_of(id)?;
             let snippet = snippets.snippet(&text);
-            out.push((id, score, highlight(snippet.fragment(), snippet.highlighted())));
+            let shown = if snippet.fragment().is_empty() {
+                // Prefix queries name no terms to highlight: show the start of the text.
+                text.chars().take(150).collect()
+            } else {
+                highlight(snippet.fragment(), snippet.highlighted())
+            };
+            out.push((id, score, shown));
         }
         Ok(out)
     }
@@ -266,6 +312,53 @@ impl TextIndex {
     /// The directory of the index under a database directory.
     pub(crate) fn dir(db: &Path) -> PathBuf {
         db.join("text")
+    }
+}
+
+/// Maps the Greek final sigma `ς` to `σ`, so that a word matches whatever its case was
+/// (`ΟΔΟΣ` lower-cases letter by letter to `οδοσ`, but as a word to `οδος`).
+#[derive(Clone)]
+struct FinalSigma;
+
+#[derive(Clone)]
+struct FinalSigmaFilter<T>(T);
+
+struct FinalSigmaStream<S>(S);
+
+impl TokenFilter for FinalSigma {
+    type Tokenizer<T: Tokenizer> = FinalSigmaFilter<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> FinalSigmaFilter<T> {
+        FinalSigmaFilter(tokenizer)
+    }
+}
+
+impl<T: Tokenizer> Tokenizer for FinalSigmaFilter<T> {
+    type TokenStream<'a> = FinalSigmaStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        FinalSigmaStream(self.0.token_stream(text))
+    }
+}
+
+impl<S: TokenStream> TokenStream for FinalSigmaStream<S> {
+    fn advance(&mut self) -> bool {
+        if !self.0.advance() {
+            return false;
+        }
+        let token = self.0.token_mut();
+        if token.text.contains('ς') {
+            token.text = token.text.replace('ς', "σ");
+        }
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.0.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.0.token_mut()
     }
 }
 

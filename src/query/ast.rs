@@ -9,7 +9,8 @@ use crate::label::LabelKind;
 /// A filter over the assets of one project. It evaluates to a set of asset ids.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Filter {
-    /// Every live (not soft-deleted) asset of the project.
+    /// Every asset of the project (soft-deleted ones are then left out of the result
+    /// unless the filter mentions `deleted`).
     All,
     /// `status:todo` — assets in this status.
     Status(Status),
@@ -56,7 +57,7 @@ pub enum Filter {
     And(Box<Filter>, Box<Filter>),
     /// Either side holds.
     Or(Box<Filter>, Box<Filter>),
-    /// The inner filter does not hold (within the live assets of the project).
+    /// The inner filter does not hold (relative to every asset of the project).
     Not(Box<Filter>),
 }
 

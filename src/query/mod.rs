@@ -99,7 +99,8 @@ impl Db {
     }
 
     /// The assets of a project that match a filter. Soft-deleted assets are left out
-    /// unless the filter mentions `deleted`.
+    /// unless the filter mentions `deleted` (text filters never match them: the text
+    /// index holds live assets only).
     pub fn select(&self, project: &str, filter: &Filter) -> Result<AssetSet> {
         let project = self.project(project)?;
         let index = self.inner.index.read();
@@ -146,17 +147,22 @@ impl Db {
         let text = &self.inner.text;
         let queries = leaves.iter().map(|t| text.query(t)).collect::<Result<Vec<_>>>()?;
         let text_of = |id: AssetId| -> Result<String> { Ok(self.asset(id)?.content.text().unwrap_or("").to_string()) };
-        let hits = if queries.is_empty() {
-            set.iter()
-                .take(limit)
-                .map(|id| Ok(Hit { asset: id, score: 0.0, snippet: text_of(id)?.chars().take(150).collect() }))
-                .collect::<Result<Vec<_>>>()?
+        let mut hits: Vec<Hit> = if queries.is_empty() {
+            Vec::new()
         } else {
-            text.top(queries, set.0.clone(), limit, text_of)?
+            text.top(queries, set.0.clone(), limit, &text_of)?
                 .into_iter()
                 .map(|(asset, score, snippet)| Hit { asset, score, snippet })
                 .collect()
         };
+        // Matches that no text part scored (another OR branch, images) follow by id.
+        if hits.len() < limit {
+            let shown: RoaringBitmap = hits.iter().map(|h| h.asset.0).collect();
+            for id in (&set.0 - &shown).iter().take(limit - hits.len()) {
+                let snippet = text_of(AssetId(id))?.chars().take(150).collect();
+                hits.push(Hit { asset: AssetId(id), score: 0.0, snippet });
+            }
+        }
         Ok((set.len(), hits))
     }
 
@@ -313,7 +319,7 @@ impl Cursor {
     fn parse(s: &str, sort: Sort) -> Result<Cursor> {
         let bad = || Error::invalid("cursor", format!("{s:?} is not a cursor of a {sort:?}-sorted query"));
         let rest = s.strip_prefix(Self::tag(sort)).ok_or_else(bad)?;
-        if rest.len() != 24 || !rest.is_ascii() {
+        if rest.len() != 24 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let key = u64::from_str_radix(&rest[..16], 16).map_err(|_| bad())?;
@@ -377,6 +383,10 @@ impl Eval<'_> {
             }
             Filter::Numeric { field, op, value } => {
                 let key = num_key(field)?;
+                if value.is_nan() {
+                    // Nothing compares true with NaN.
+                    return Ok(RoaringBitmap::new());
+                }
                 let Some(nums) = self.index.nums.get(&key) else {
                     return Ok(RoaringBitmap::new());
                 };

@@ -45,6 +45,8 @@ pub(crate) struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `path` and checks its format version.
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
+        // A data file that exists with content must not open as a new, empty database.
+        let had_data = std::fs::metadata(path.join("db")).is_ok_and(|m| m.len() > 0);
         let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
         // sled's background log writers may hold the file lock for a moment after the
         // last handle of a previous open was dropped: retry that error briefly.
@@ -69,6 +71,12 @@ impl Store {
                 })
             }
             Some(_) => {}
+            None if store.db.is_empty() && had_data => {
+                return Err(Error::Corruption {
+                    key: format!("{}/db", path.display()),
+                    reason: "the data file exists but holds no records: it is truncated or damaged".into(),
+                })
+            }
             None if store.db.is_empty() => {
                 let mut b = Batch::default();
                 b.put(format_key, &FORMAT_VERSION);

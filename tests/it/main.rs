@@ -3,11 +3,16 @@
 //! Each module is one area of the specification; each test's name says what must hold.
 //! The real datasets are read from [`data_dir`], never copied into the repository.
 
+mod bad_input;
+mod crash;
 mod events;
 mod import;
 mod model;
+mod model_api;
 mod query;
+mod search;
 mod snapshot;
+mod soak;
 mod storage;
 mod unicode;
 mod validation;

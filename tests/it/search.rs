@@ -1,0 +1,840 @@
+//! Full-text search: `text:` filters, `Db::search` and `Db::ranked`, checked against this
+//! test's own analysis of the texts (split on non-alphanumerics, lower-case, fold
+//! accents), and the text index's consistency across deletes, rebuilds and a killed writer.
+//!
+//! Text search sees what the text index last committed; `Db::flush` commits at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use labeldb::query::{has_text, parse};
+use labeldb::{Answer, AssetId, Db, Format, ImportOptions, NewAsset, NewLabel};
+
+use crate::{data_dir, schema, temp_db, TestResult};
+
+const SPAM_SCHEMA: &str = r#"{"jobs": [{"name": "spam", "kind": "classification", "classes": ["ham", "spam"]}]}"#;
+
+// ---- this test's own text analysis ----
+
+/// Folds the accented letters that the test data holds (lower case) to ASCII, as
+/// ASCII folding does; anything else is itself. [`sms_messages`] checks that the SMS
+/// corpus holds no other letter that folding could change.
+fn fold(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ä' => 'a',
+        'è' | 'é' | 'ê' | 'ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' => 'i',
+        'ò' | 'ó' | 'ô' | 'ö' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' => 'u',
+        'ç' => 'c',
+        c => c,
+    }
+}
+
+/// The words of a text: maximal runs of alphanumeric characters, lower-cased char by
+/// char, then folded.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.chars().flat_map(char::to_lowercase).map(fold).collect())
+        .collect()
+}
+
+/// Whether `seq` occurs consecutively in `ws`.
+fn has_phrase(ws: &[String], seq: &[&str]) -> bool {
+    ws.windows(seq.len()).any(|w| w.iter().zip(seq).all(|(a, b)| a == b))
+}
+
+/// The assets a query selects, by id; panics naming the query on an error.
+fn q(db: &Db, project: &str, query: &str) -> BTreeSet<AssetId> {
+    match db.query(project, query) {
+        Ok(set) => set.iter().collect(),
+        Err(e) => panic!("{query:?}: {e}"),
+    }
+}
+
+// ---- the SMS spam collection ----
+
+const SMS: &str = "sms";
+
+/// One SMS as this test knows it.
+struct Msg {
+    id: AssetId,
+    text: String,
+    spam: bool,
+    /// Whether it was imported with its gold annotation (every tenth is not, so that
+    /// statuses and `NOT label…` differ).
+    labelled: bool,
+    words: Vec<String>,
+}
+
+/// The messages of the SMS spam collection, `(label, text)`, after checking that every
+/// non-ASCII letter in them is one [`fold`] knows or one that folding leaves alone.
+fn sms_messages() -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+    let source = std::fs::read_to_string(data_dir().join("sms_spam_collection/SMSSpamCollection"))?;
+    let mut out = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        let (label, text) = line.split_once('\t').ok_or_else(|| format!("line {}: no TAB", i + 1))?;
+        assert!(label == "ham" || label == "spam", "line {}: label {label:?}", i + 1);
+        out.push((label.to_string(), text.to_string()));
+    }
+    let letters: BTreeSet<char> = out
+        .iter()
+        .flat_map(|(_, t)| t.chars())
+        .filter(|c| !c.is_ascii() && c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    // Folded by `fold`, or CJK / Hangzhou numerals, which ASCII folding leaves alone.
+    let known: BTreeSet<char> = "üúéèì鈥〨".chars().collect();
+    assert!(
+        letters.is_subset(&known),
+        "the corpus has letters this test's folding does not know: {:?}",
+        letters.difference(&known).collect::<Vec<_>>()
+    );
+    Ok(out)
+}
+
+/// The SMS collection imported as native JSONL into project `sms` (a classification job
+/// `spam`, a gold annotation on all but every tenth message), flushed.
+fn sms_db() -> Result<(tempfile::TempDir, Db, Vec<Msg>), Box<dyn std::error::Error>> {
+    let messages = sms_messages()?;
+    let (dir, db) = temp_db();
+    let jsonl = dir.path().join("sms.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&jsonl)?);
+    for (i, (label, text)) in messages.iter().enumerate() {
+        let mut record = serde_json::json!({"id": format!("sms-{i}"), "text": text});
+        if i % 10 != 9 {
+            record["labels"] = serde_json::json!([{"author": "gold", "answers": {"spam": label}}]);
+        }
+        serde_json::to_writer(&mut out, &record)?;
+        out.write_all(b"\n")?;
+    }
+    out.into_inner()?.sync_all()?;
+    db.create_project("admin", SMS, schema(SPAM_SCHEMA))?;
+    let report = db.import_file("loader", SMS, &jsonl, &ImportOptions::new(Format::Jsonl), |_| {})?;
+    assert_eq!((report.imported, report.invalid), (messages.len() as u64, 0));
+    db.flush()?;
+
+    let mut by_index: BTreeMap<usize, AssetId> = BTreeMap::new();
+    for id in db.asset_ids(SMS)? {
+        let ext = db.asset(id)?.external_id;
+        let i = ext
+            .strip_prefix("sms-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("external id {ext:?}"))?;
+        by_index.insert(i, id);
+    }
+    assert_eq!(by_index.len(), messages.len());
+    let msgs = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, text))| Msg {
+            id: by_index[&i],
+            spam: label == "spam",
+            labelled: i % 10 != 9,
+            words: words(&text),
+            text,
+        })
+        .collect();
+    Ok((dir, db, msgs))
+}
+
+/// The ids of the messages for which `pred` holds.
+fn expect(msgs: &[Msg], pred: impl Fn(&Msg) -> bool) -> BTreeSet<AssetId> {
+    msgs.iter().filter(|m| pred(m)).map(|m| m.id).collect()
+}
+
+fn has_word(m: &Msg, w: &str) -> bool {
+    m.words.iter().any(|x| x == w)
+}
+
+#[test]
+fn sms_term_queries_select_exactly_the_messages_containing_that_word() -> TestResult {
+    let (_dir, db, msgs) = sms_db()?;
+    // Frequent words, a rare one, one in no message, and `u`, which `ü` folds to.
+    for (term, at_least) in [
+        ("free", 100),
+        ("call", 300),
+        ("txt", 100),
+        ("win", 10),
+        ("love", 50),
+        ("ok", 100),
+        ("ur", 100),
+        ("u", 500),
+        ("jurong", 1),
+        ("xylophonist", 0),
+    ] {
+        let expected = expect(&msgs, |m| has_word(m, term));
+        assert!(
+            expected.len() >= at_least,
+            "{term}: the data changed? {} messages",
+            expected.len()
+        );
+        assert_eq!(q(&db, SMS, &format!("text:{term}")), expected, "text:{term}");
+        assert_eq!(q(&db, SMS, term), expected, "bare {term}");
+        assert_eq!(
+            db.query(SMS, &format!("text:{term}"))?.len(),
+            expected.len() as u64,
+            "{term}"
+        );
+    }
+    // Upper case and accents in the query are analysed like the text.
+    assert_eq!(q(&db, SMS, "FREE"), expect(&msgs, |m| has_word(m, "free")));
+    assert_eq!(q(&db, SMS, "ü"), expect(&msgs, |m| has_word(m, "u")));
+    // A word with punctuation inside is the phrase of its parts.
+    assert_eq!(
+        q(&db, SMS, "don't"),
+        expect(&msgs, |m| has_phrase(&m.words, &["don", "t"]))
+    );
+
+    // A sample of the whole vocabulary: every 60th word in sorted order (digits-only words too).
+    let vocabulary: BTreeSet<&str> = msgs.iter().flat_map(|m| m.words.iter().map(String::as_str)).collect();
+    for w in vocabulary.iter().step_by(60) {
+        assert_eq!(
+            q(&db, SMS, &format!("text:{w}")),
+            expect(&msgs, |m| has_word(m, w)),
+            "text:{w}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn sms_phrase_and_prefix_queries_select_exactly_the_messages_with_that_sequence_or_word_start() -> TestResult {
+    let (_dir, db, msgs) = sms_db()?;
+    for phrase in [
+        &["call", "now"][..],
+        &["please", "call"],
+        &["to", "claim", "call"],
+        &["free", "entry"],
+    ] {
+        let expected = expect(&msgs, |m| has_phrase(&m.words, phrase));
+        assert!(!expected.is_empty(), "{phrase:?} occurs in no message");
+        let quoted = format!("\"{}\"", phrase.join(" "));
+        assert_eq!(q(&db, SMS, &format!("text:{quoted}")), expected, "text:{quoted}");
+        assert_eq!(q(&db, SMS, &quoted), expected, "{quoted}");
+    }
+    // Words in the wrong order are a different phrase.
+    assert_eq!(
+        q(&db, SMS, "text:\"now call\""),
+        expect(&msgs, |m| has_phrase(&m.words, &["now", "call"]))
+    );
+    for prefix in ["win", "free", "txt", "c", "08"] {
+        let expected = expect(&msgs, |m| m.words.iter().any(|w| w.starts_with(prefix)));
+        assert!(!expected.is_empty(), "{prefix}*");
+        assert_eq!(q(&db, SMS, &format!("{prefix}*")), expected, "{prefix}*");
+        assert_eq!(q(&db, SMS, &format!("text:{prefix}*")), expected, "text:{prefix}*");
+    }
+    // `win*` is more than `win`: winner, winning, ...
+    assert!(q(&db, SMS, "win*").len() > q(&db, SMS, "win").len());
+    Ok(())
+}
+
+#[test]
+fn sms_text_filters_combined_with_labels_and_status_equal_a_brute_force_evaluation() -> TestResult {
+    let (_dir, db, msgs) = sms_db()?;
+    let spam_label = |m: &Msg| m.labelled && m.spam;
+    let cases: Vec<(&str, BTreeSet<AssetId>)> = vec![
+        (
+            "text:free AND label.spam:spam",
+            expect(&msgs, |m| has_word(m, "free") && spam_label(m)),
+        ),
+        (
+            "text:free AND NOT label.spam:spam",
+            expect(&msgs, |m| has_word(m, "free") && !spam_label(m)),
+        ),
+        (
+            "(text:call OR text:txt) AND status:labeled",
+            expect(&msgs, |m| (has_word(m, "call") || has_word(m, "txt")) && m.labelled),
+        ),
+        (
+            "(text:call OR text:txt) AND status:todo",
+            expect(&msgs, |m| (has_word(m, "call") || has_word(m, "txt")) && !m.labelled),
+        ),
+        ("NOT text:ok", expect(&msgs, |m| !has_word(m, "ok"))),
+        (
+            "label.spam:ham AND win* AND NOT text:\"call now\"",
+            expect(&msgs, |m| {
+                m.labelled
+                    && !m.spam
+                    && m.words.iter().any(|w| w.starts_with("win"))
+                    && !has_phrase(&m.words, &["call", "now"])
+            }),
+        ),
+        ("free txt", expect(&msgs, |m| has_word(m, "free") && has_word(m, "txt"))),
+    ];
+    for (query, expected) in cases {
+        assert!(!expected.is_empty(), "{query}: matches nothing in the data");
+        assert_eq!(q(&db, SMS, query), expected, "{query}");
+    }
+    Ok(())
+}
+
+#[test]
+fn search_counts_every_match_and_returns_the_best_by_descending_score_with_the_word_highlighted() -> TestResult {
+    let (_dir, db, msgs) = sms_db()?;
+    let filter = parse("label.spam:spam")?;
+    let expected = expect(&msgs, |m| has_word(m, "free") && m.labelled && m.spam);
+    assert!(expected.len() > 10);
+
+    let (count, hits) = db.search(SMS, "free", Some(&filter), 10)?;
+    assert_eq!(count, expected.len() as u64);
+    assert_eq!(hits.len(), 10);
+    let (all_count, all) = db.search(SMS, "free", Some(&filter), 10_000)?;
+    assert_eq!(all_count, count);
+    // Every match exactly once, each satisfying the filter.
+    let all_ids: BTreeSet<AssetId> = all.iter().map(|h| h.asset).collect();
+    assert_eq!(all.len(), all_ids.len(), "a hit is repeated");
+    assert_eq!(all_ids, expected);
+    for list in [&hits, &all] {
+        for pair in list.windows(2) {
+            assert!(pair[0].score >= pair[1].score, "not by descending score: {pair:?}");
+        }
+        for h in list.iter() {
+            assert!(h.score > 0.0, "{h:?}");
+            assert!(h.snippet.to_lowercase().contains("[free]"), "{h:?}");
+            let m = msgs
+                .iter()
+                .find(|m| m.id == h.asset)
+                .ok_or("a hit outside the corpus")?;
+            assert!(
+                m.labelled && m.spam && has_word(m, "free"),
+                "{h:?} does not match: {:?}",
+                m.text
+            );
+        }
+    }
+    // The first ten are the ten best of all the matches.
+    let top: Vec<f32> = hits.iter().map(|h| h.score).collect();
+    let best: Vec<f32> = all.iter().take(10).map(|h| h.score).collect();
+    assert_eq!(top, best);
+
+    // Without a filter: every message with the word.
+    let (count, _) = db.search(SMS, "free", None, 1)?;
+    assert_eq!(count, expect(&msgs, |m| has_word(m, "free")).len() as u64);
+    Ok(())
+}
+
+// ---- small fixtures ----
+
+const DOCS: &str = "docs";
+
+/// A project `docs` with these texts (external ids `d0`, `d1`, ...), flushed.
+fn docs_db(texts: &[&str]) -> Result<(tempfile::TempDir, Db, Vec<AssetId>), Box<dyn std::error::Error>> {
+    let (dir, db) = temp_db();
+    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    let news = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| NewAsset::text(format!("d{i}"), *t))
+        .collect();
+    let ids = db.add_assets("admin", DOCS, news)?.added;
+    db.flush()?;
+    Ok((dir, db, ids))
+}
+
+/// The ids at these positions.
+fn at(ids: &[AssetId], is: &[usize]) -> BTreeSet<AssetId> {
+    is.iter().map(|i| ids[*i]).collect()
+}
+
+#[test]
+fn accented_cjk_and_emoji_texts_are_indexed_and_found_by_folded_words() -> TestResult {
+    let texts = [
+        "Réclamation client n°42",  // 0
+        "RÉCLAMATION URGENTE",      // 1
+        "reclamations en retard",   // 2
+        "東京 の 天気 晴れ",        // 3
+        "party 🎉🎉 tonight 👍",    // 4
+        "naïve café, crème brûlée", // 5
+        "Straße",                   // 6
+        "🎉",                       // 7
+        "",                         // 8
+        "日本語のテキスト",         // 9
+    ];
+    let (_dir, db, ids) = docs_db(&texts)?;
+    let cases: [(&str, &[usize]); 21] = [
+        ("reclamation", &[0, 1]),
+        ("réclamation", &[0, 1]),
+        ("RÉCLAMATION", &[0, 1]),
+        ("text:Réclamation", &[0, 1]),
+        ("réclam*", &[0, 1, 2]),
+        ("RECLAM*", &[0, 1, 2]),
+        ("\"réclamation urgente\"", &[1]),
+        ("42", &[0]),
+        ("東京", &[3]),
+        ("天気", &[3]),
+        ("東*", &[3]),
+        // A run of CJK letters without spaces is one word.
+        ("日本語のテキスト", &[9]),
+        ("日本語*", &[9]),
+        ("party", &[4]),
+        // Emoji are not word characters: the words on both sides are adjacent.
+        ("\"party tonight\"", &[4]),
+        ("\"🎉\"", &[]),
+        ("cafe", &[5]),
+        ("CAFÉ", &[5]),
+        ("crè*", &[5]),
+        ("strasse", &[6]),
+        ("straße", &[6]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(q(&db, DOCS, query), at(&ids, expected), "{query}");
+    }
+    assert_eq!(q(&db, DOCS, "brulee naive"), at(&ids, &[5]));
+    // Every text asset is indexed, the empty and emoji-only ones too.
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    // Search highlights the accented word for a folded query.
+    let (count, hits) = db.search(DOCS, "reclamation", None, 10)?;
+    assert_eq!(count, 2);
+    for h in &hits {
+        assert!(h.snippet.to_lowercase().contains("[réclamation]"), "{h:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_greek_word_in_capitals_is_found_by_that_word_in_any_letter_case() -> TestResult {
+    // Upper-case Σ lower-cases to σ inside a word and to ς at its end (`str::to_lowercase`).
+    let (_dir, db, ids) = docs_db(&["ΟΔΟΣ ΑΘΗΝΑΣ", "η οδος"])?;
+    for query in ["ΟΔΟΣ", "οδος", "Οδος", "text:ΟΔΟΣ"] {
+        assert_eq!(q(&db, DOCS, query), at(&ids, &[0, 1]), "{query}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_prefix_of_a_character_that_folds_to_punctuation_finds_only_words_with_that_start() -> TestResult {
+    // ASCII folding turns `⑴` (alphanumeric) into `(1)` and `⒈` into `1.`.
+    let (_dir, db, ids) = docs_db(&["list ⑴ first", "1st place", "⒈ item", "12 items"])?;
+    assert_eq!(q(&db, DOCS, "⑴"), at(&ids, &[0]));
+    assert_eq!(q(&db, DOCS, "⑴*"), at(&ids, &[0]));
+    assert_eq!(q(&db, DOCS, "⒈*"), at(&ids, &[2]));
+    // `⒈` is indexed as `1.`, which does start with `1`.
+    assert_eq!(q(&db, DOCS, "1*"), at(&ids, &[1, 2, 3]));
+    Ok(())
+}
+
+#[test]
+fn a_phrase_prefix_finds_every_completion_however_many_words_share_the_prefix() -> TestResult {
+    // 1,000 distinct words start with `n`; each follows `call` in one text. (So many that
+    // every segment of the index holds far more than 50 of them, however the writer's
+    // threads split the documents.)
+    let texts: Vec<String> = (0..1000).map(|i| format!("call n{i:03} please")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (_dir, db, ids) = docs_db(&refs)?;
+    let all: BTreeSet<AssetId> = ids.iter().copied().collect();
+    assert_eq!(q(&db, DOCS, "n*"), all);
+    let got = q(&db, DOCS, "\"call n\"*");
+    let missed: Vec<_> = all.difference(&got).take(5).collect();
+    assert_eq!(got.len(), all.len(), "\"call n\"* misses {missed:?}, ...");
+    assert_eq!(got, all);
+    assert_eq!(q(&db, DOCS, "\"call n7\"*"), at(&ids, &(700..800).collect::<Vec<_>>()));
+    Ok(())
+}
+
+#[test]
+fn search_hits_of_a_prefix_query_have_snippets_with_the_matched_words_highlighted() -> TestResult {
+    let (_dir, db, ids) = docs_db(&["we have a winner today", "nothing here", "Winning big, win again"])?;
+    let (count, hits) = db.search(DOCS, "win*", None, 10)?;
+    assert_eq!(count, 2);
+    assert_eq!(hits.iter().map(|h| h.asset).collect::<BTreeSet<_>>(), at(&ids, &[0, 2]));
+    for h in &hits {
+        assert!(h.snippet.to_lowercase().contains("[win"), "{h:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn ranked_returns_up_to_limit_of_the_matches_even_those_that_match_only_a_non_text_part() -> TestResult {
+    let (_dir, db, ids) = docs_db(&["free tickets", "no match", "free free free", "neither"])?;
+    db.add_label(ids[1], NewLabel::annotation("ann").answer("spam", Answer::class("ham")))?;
+    db.flush()?;
+    let filter = parse("text:free OR status:labeled")?;
+    let (count, hits) = db.ranked(DOCS, &filter, 10)?;
+    assert_eq!(count, 3);
+    assert_eq!(
+        hits.iter().map(|h| h.asset).collect::<BTreeSet<_>>(),
+        at(&ids, &[0, 1, 2])
+    );
+    Ok(())
+}
+
+// ---- lifecycle: delete, restore, purge, new assets ----
+
+#[test]
+fn soft_delete_restore_purge_and_new_assets_show_in_text_results_once_committed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // No background commit during the test: only `flush` commits the text index.
+    let db = Db::builder()
+        .commit_interval(Duration::from_secs(3600))
+        .open(dir.path().join("db"))?;
+    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    let texts = ["apple pie", "apple tart", "pear tart", "apple crumble"];
+    let news = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| NewAsset::text(format!("d{i}"), *t))
+        .collect();
+    let ids = db.add_assets("admin", DOCS, news)?.added;
+    // Not committed yet: text search does not see them.
+    assert_eq!(q(&db, DOCS, "apple"), BTreeSet::new());
+    db.flush()?;
+    assert_eq!(q(&db, DOCS, "apple"), at(&ids, &[0, 1, 3]));
+
+    db.delete_asset("admin", ids[1])?;
+    // A soft-deleted asset leaves the results at once (the deleted bitmap), and after
+    // the commit the text index no longer holds it.
+    assert_eq!(q(&db, DOCS, "apple"), at(&ids, &[0, 3]));
+    db.flush()?;
+    assert_eq!(q(&db, DOCS, "apple"), at(&ids, &[0, 3]));
+    assert_eq!(q(&db, DOCS, "tart"), at(&ids, &[2]));
+    assert_eq!(q(&db, DOCS, "deleted"), at(&ids, &[1]));
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+
+    db.restore_asset("admin", ids[1])?;
+    db.flush()?;
+    assert_eq!(q(&db, DOCS, "apple"), at(&ids, &[0, 1, 3]));
+    assert_eq!(q(&db, DOCS, "\"apple tart\""), at(&ids, &[1]));
+
+    db.purge_asset("admin", ids[3])?;
+    // Purged: gone from results at once, and from the index after the commit.
+    assert_eq!(q(&db, DOCS, "apple"), at(&ids, &[0, 1]));
+    db.flush()?;
+    assert_eq!(q(&db, DOCS, "crumble"), BTreeSet::new());
+    assert_eq!(q(&db, DOCS, "apple"), at(&ids, &[0, 1]));
+
+    let new = db.add_asset("admin", DOCS, NewAsset::text("d9", "Apple strudel"))?;
+    assert_eq!(q(&db, DOCS, "strudel"), BTreeSet::new());
+    db.flush()?;
+    assert_eq!(q(&db, DOCS, "strudel"), BTreeSet::from([new]));
+    assert_eq!(q(&db, DOCS, "apple"), [ids[0], ids[1], new].into_iter().collect());
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+
+    // The same holds after a reopen.
+    drop(db);
+    let db = crate::reopen(&dir.path().join("db"))?;
+    assert_eq!(q(&db, DOCS, "apple"), [ids[0], ids[1], new].into_iter().collect());
+    assert_eq!(db.index_info().text_rebuilt, None);
+    Ok(())
+}
+
+#[test]
+fn a_text_filter_does_not_reach_a_soft_deleted_asset_once_committed_even_when_the_filter_mentions_deleted() -> TestResult
+{
+    let (_dir, db, ids) = docs_db(&["apple pie", "apple tart"])?;
+    db.delete_asset("admin", ids[1])?;
+    db.flush()?;
+    // `deleted` reaches the asset, but the text index holds only live text assets.
+    assert_eq!(q(&db, DOCS, "deleted"), at(&ids, &[1]));
+    assert_eq!(q(&db, DOCS, "deleted AND text:tart"), BTreeSet::new());
+    assert_eq!(q(&db, DOCS, "deleted AND NOT text:tart"), at(&ids, &[1]));
+    assert_eq!(q(&db, DOCS, "text:apple"), at(&ids, &[0]));
+    Ok(())
+}
+
+#[test]
+fn a_new_text_asset_becomes_searchable_by_the_background_commit_without_a_flush() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::builder()
+        .commit_interval(Duration::from_millis(50))
+        .open(dir.path().join("db"))?;
+    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    let id = db.add_asset("admin", DOCS, NewAsset::text("d0", "background commit"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q(&db, DOCS, "background").is_empty() {
+        assert!(Instant::now() < deadline, "not searchable 10 s after the write");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(q(&db, DOCS, "background"), BTreeSet::from([id]));
+    Ok(())
+}
+
+// ---- consistency: verify, rebuild, a killed writer ----
+
+/// A text query's expected result over the stored assets: live text assets whose words
+/// satisfy `pred`.
+fn brute(db: &Db, project: &str, pred: impl Fn(&[String]) -> bool) -> Result<BTreeSet<AssetId>, labeldb::Error> {
+    let mut out = BTreeSet::new();
+    for id in db.asset_ids(project)? {
+        let a = db.asset(id)?;
+        if let (false, Some(t)) = (a.deleted, a.content.text()) {
+            if pred(&words(t)) {
+                out.insert(id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn an_index_directory_deleted_while_closed_is_rebuilt_on_open_with_the_same_results() -> TestResult {
+    let (dir, db, msgs) = sms_db()?;
+    // Some soft deletes, so that the rebuild must leave them out.
+    for m in msgs.iter().filter(|m| has_word(m, "free")).step_by(3) {
+        db.delete_asset("admin", m.id)?;
+    }
+    db.flush()?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let queries = [
+        "free",
+        "call",
+        "\"call now\"",
+        "win*",
+        "text:free AND label.spam:spam",
+        "deleted",
+    ];
+    let before: Vec<BTreeSet<AssetId>> = queries.iter().map(|query| q(&db, SMS, query)).collect();
+    assert_eq!(
+        before[0],
+        &expect(&msgs, |m| has_word(m, "free")) - &q(&db, SMS, "deleted"),
+        "free"
+    );
+    let path = db.path().to_path_buf();
+    drop(db);
+
+    std::fs::remove_dir_all(path.join("text"))?;
+    let db = crate::reopen(&path)?;
+    assert!(db.index_info().text_rebuilt.is_some(), "{:?}", db.index_info());
+    for (query, expected) in queries.iter().zip(&before) {
+        assert_eq!(&q(&db, SMS, query), expected, "{query}");
+    }
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    // The rebuilt index was committed: the next open uses it.
+    drop(db);
+    let db = crate::reopen(&path)?;
+    assert_eq!(db.index_info().text_rebuilt, None);
+    assert_eq!(q(&db, SMS, "free"), before[0]);
+    drop(dir);
+    Ok(())
+}
+
+/// Tells [`killed_text_writer_child`] the database to write to.
+const CHILD_ENV: &str = "LABELDB_SEARCH_TEST_KILLED_WRITER_DB";
+
+/// Words of the killed writer's texts.
+const VOCABULARY: [&str; 8] = ["alpha", "beta", "gamma", "delta", "Épsilon", "zeta", "eta", "théta"];
+
+/// The text of the killed writer's `n`th asset.
+fn child_text(n: u64) -> String {
+    let len = 2 + (n % 5) as usize;
+    (0..len)
+        .map(|k| VOCABULARY[((n * 7 + k as u64 * (n % 3 + 1)) % VOCABULARY.len() as u64) as usize])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The file the child creates after its first write.
+fn started_marker(db_path: &Path) -> std::path::PathBuf {
+    db_path.with_extension("started")
+}
+
+/// The child half of
+/// [`a_killed_text_writer_leaves_a_verified_index_equal_to_the_stored_texts_and_to_a_repair`]:
+/// run by that test in its own process, which it kills. Without its environment
+/// variable it does nothing.
+#[test]
+fn killed_text_writer_child() -> TestResult {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return Ok(());
+    };
+    let path = std::path::PathBuf::from(path);
+    let db = Db::builder().commit_interval(Duration::from_millis(50)).open(&path)?;
+    let started = Instant::now();
+    // External ids are unique across runs: each run starts at a later seq.
+    let run = db.last_seq();
+    let mut n = 0;
+    let mut first = true;
+    // Bounded, so that a parent that died cannot leave it running.
+    while started.elapsed() < Duration::from_secs(60) {
+        let news: Vec<NewAsset> = (0..5)
+            .map(|k| NewAsset::text(format!("r{run}-{}", n + k), child_text(n + k)))
+            .collect();
+        let added = db.add_assets("writer", DOCS, news)?.added;
+        n += 5;
+        if n % 3 == 0 {
+            db.delete_asset("writer", added[1])?;
+        }
+        if n % 7 == 0 {
+            db.delete_asset("writer", added[2])?;
+            db.restore_asset("writer", added[2])?;
+        }
+        if first {
+            std::fs::write(started_marker(&path), b"")?;
+            first = false;
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`killed_text_writer_child`] on the database at `path` and SIGKILLs it `delay`
+/// after its first write.
+fn write_and_get_killed(path: &Path, delay: Duration) -> TestResult {
+    let marker = started_marker(path);
+    let _ = std::fs::remove_file(&marker);
+    let name = module_path!().split_once("::").map_or("search", |(_, m)| m).to_string() + "::killed_text_writer_child";
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        if child.try_wait()?.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            panic!(
+                "the child never wrote ({:?}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(delay);
+    child.kill()?;
+    let out = child.wait_with_output()?;
+    assert!(
+        !out.status.success(),
+        "the child finished before it was killed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// What a text query requires of a text's words.
+type WordsPredicate = Box<dyn Fn(&[String]) -> bool>;
+
+/// Every text query of the killed-writer test with its brute-force predicate.
+fn child_queries() -> Vec<(String, WordsPredicate)> {
+    let mut out: Vec<(String, WordsPredicate)> = Vec::new();
+    for w in VOCABULARY {
+        let folded = words(w).remove(0);
+        let term = folded.clone();
+        out.push((format!("text:{w}"), Box::new(move |ws: &[String]| ws.contains(&term))));
+    }
+    out.push((
+        "et*".into(),
+        Box::new(|ws: &[String]| ws.iter().any(|w| w.starts_with("et"))),
+    ));
+    out.push((
+        "\"alpha delta\"".into(),
+        Box::new(|ws: &[String]| has_phrase(ws, &["alpha", "delta"])),
+    ));
+    out.push((
+        "text:theta AND NOT text:beta".into(),
+        Box::new(|ws: &[String]| ws.iter().any(|w| w == "theta") && !ws.iter().any(|w| w == "beta")),
+    ));
+    out
+}
+
+#[test]
+fn a_killed_text_writer_leaves_a_verified_index_equal_to_the_stored_texts_and_to_a_repair() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    {
+        let db = Db::open(&path)?;
+        db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+        db.flush()?;
+    }
+    for delay in [400, 1100] {
+        write_and_get_killed(&path, Duration::from_millis(delay))?;
+        let db = crate::reopen(&path)?;
+        let info = db.index_info();
+        assert!(!db.asset_ids(DOCS)?.is_empty(), "the child wrote nothing durable");
+        let report = db.verify()?;
+        assert!(
+            report.is_clean(),
+            "killed after {delay} ms: {:?} after {info:?}",
+            report.problems
+        );
+        let mut before = Vec::new();
+        for (query, pred) in child_queries() {
+            let got = q(&db, DOCS, &query);
+            assert_eq!(
+                got,
+                brute(&db, DOCS, pred)?,
+                "killed after {delay} ms: {query} after {info:?}"
+            );
+            before.push(got);
+        }
+        db.repair_indexes()?;
+        for ((query, _), expected) in child_queries().into_iter().zip(&before) {
+            assert_eq!(&q(&db, DOCS, &query), expected, "after repair: {query}");
+        }
+        let report = db.verify()?;
+        assert!(report.is_clean(), "after repair: {:?}", report.problems);
+    }
+    Ok(())
+}
+
+// ---- ranking without text ----
+
+#[test]
+fn has_text_is_true_exactly_for_filters_with_a_text_part_outside_not() -> TestResult {
+    for (query, expected) in [
+        ("text:free", true),
+        ("free", true),
+        ("\"call now\"", true),
+        ("win*", true),
+        ("status:todo AND (label.spam:spam OR free)", true),
+        ("NOT status:todo AND free", true),
+        ("status:todo", false),
+        ("label.spam:spam OR honeypot", false),
+        ("NOT text:free", false),
+        ("status:todo AND NOT (free OR call)", false),
+        ("*", false),
+        ("", false),
+    ] {
+        assert_eq!(has_text(&parse(query)?), expected, "{query:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn ranked_on_a_filter_without_text_returns_the_first_matches_in_id_order() -> TestResult {
+    let texts: Vec<String> = (0..30).map(|i| format!("text number {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (_dir, db, ids) = docs_db(&refs)?;
+    for i in [3, 5, 8, 13, 21, 29] {
+        db.add_label(
+            ids[i],
+            NewLabel::annotation("ann").answer("spam", Answer::class("spam")),
+        )?;
+    }
+    db.add_asset("admin", DOCS, NewAsset::image("img", "a.jpg", 10, 10))?;
+    db.flush()?;
+    for (query, limit, expected) in [
+        ("label.spam:spam", 4, vec![3, 5, 8, 13]),
+        ("label.spam:spam", 100, vec![3, 5, 8, 13, 21, 29]),
+        ("NOT text:13 AND status:todo AND NOT text:0", 3, vec![1, 2, 4]),
+        ("status:labeled AND NOT text:13", 3, vec![3, 5, 8]),
+    ] {
+        let filter = parse(query)?;
+        let (count, hits) = db.ranked(DOCS, &filter, limit)?;
+        assert_eq!(count, db.count(DOCS, &filter)?, "{query}");
+        let got: Vec<AssetId> = hits.iter().map(|h| h.asset).collect();
+        let expected: Vec<AssetId> = expected.iter().map(|i| ids[*i]).collect();
+        assert_eq!(got, expected, "{query} limit {limit}");
+        for h in &hits {
+            assert_eq!(h.score, 0.0, "{h:?}");
+            assert!(texts.contains(&h.snippet), "{h:?}");
+        }
+    }
+    // Every asset, text or not, in id order.
+    let (count, hits) = db.ranked(DOCS, &parse("*")?, 100)?;
+    assert_eq!(count, 31);
+    let got: Vec<AssetId> = hits.iter().map(|h| h.asset).collect();
+    assert_eq!(got, db.asset_ids(DOCS)?);
+    Ok(())
+}
