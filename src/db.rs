@@ -1093,9 +1093,11 @@ impl Db {
             | Action::SnapshotDeleted { project, .. }
             | Action::SnapshotTagged { project, .. }
             | Action::ModelRegistered { project, .. } => Some(*project),
-            other => match other.asset() {
-                Some(a) => Some(self.asset(a)?.project),
-                None => None,
+            other => match other.asset().map(|a| self.asset(a)) {
+                Some(Ok(a)) => Some(a.project),
+                // A purged asset's events stay in the log; its project is no longer known.
+                Some(Err(Error::UnknownAsset(_))) | None => None,
+                Some(Err(e)) => return Err(e),
             },
         })
     }

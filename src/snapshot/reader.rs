@@ -31,6 +31,9 @@ pub struct Example {
 }
 
 /// A snapshot, or a view of one (shuffled, sharded, split). Cheap to clone.
+///
+/// It holds a handle on its database: the database stays open (and cannot be opened
+/// again by the same process) until every `Snapshot` of it is dropped.
 #[derive(Clone)]
 pub struct Snapshot {
     db: Db,
