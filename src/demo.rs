@@ -238,6 +238,14 @@ pub struct DemoReport {
     pub bytes_on_disk: u64,
     /// Whether `verify` found the database clean.
     pub verified: bool,
+    /// Example queries: the query, its count and how long it took.
+    pub queries: Vec<(String, u64, Duration)>,
+    /// A full-text search: the text, the number of matches and the best hits
+    /// (external id, snippet).
+    pub search: (String, u64, Vec<(String, String)>),
+    /// The training snapshot: its info, how long creating it took, and the sizes of its
+    /// train/val/test splits.
+    pub snapshot: (crate::snapshot::SnapshotInfo, Duration, [usize; 3]),
 }
 
 /// Runs the demo in `dir` (which must not hold a demo database yet) with `n` emails.
@@ -359,6 +367,43 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
         Ok(writes)
     })?;
     db.flush()?;
+
+    // What a data engineer asks next: queries, a search, a snapshot for training.
+    let mut queries = Vec::new();
+    for q in [
+        "status:labeled AND label.category:complaint AND NOT author:dave",
+        "prediction.score < 0.5 AND status:todo",
+        "label.entities:PRODUCT AND meta.source:crm",
+        "text:\"late delivery\" AND NOT status:reviewed",
+    ] {
+        let t = Instant::now();
+        let n = db.query(PROJECT, q)?.len();
+        queries.push((q.to_string(), n, t.elapsed()));
+    }
+    let text = "broken";
+    let filter = crate::query::parse("label.category:complaint")?;
+    let (matches, hits) = db.search(PROJECT, text, Some(&filter), 3)?;
+    let hits = hits
+        .into_iter()
+        .map(|h| Ok((db.asset(h.asset)?.external_id, h.snippet)))
+        .collect::<Result<Vec<_>>>()?;
+    let t = Instant::now();
+    let info = db.create_snapshot(
+        "trainer",
+        PROJECT,
+        "v1",
+        &crate::query::parse("status:labeled OR status:reviewed")?,
+        &crate::snapshot::Selection::LatestHuman,
+    )?;
+    let took = t.elapsed();
+    let snap = db.snapshot(PROJECT, "v1")?;
+    let ratios = [("train", 0.8), ("val", 0.1), ("test", 0.1)];
+    let mut sizes = [0; 3];
+    for (i, (name, _)) in ratios.iter().enumerate() {
+        sizes[i] = snap.split(name, &ratios)?.len();
+    }
+    drop(snap);
+    db.flush()?;
     let stats = db.stats(PROJECT)?;
     let verified = db.verify()?.is_clean();
     Ok(DemoReport {
@@ -370,5 +415,8 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
         events: db.last_seq(),
         bytes_on_disk: db.size_on_disk()?,
         verified,
+        queries,
+        search: (text.to_string(), matches, hits),
+        snapshot: (info, took, sizes),
     })
 }

@@ -631,6 +631,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 say!(out, "  {name:<8} {labels:>6} labels  {:>5.1}% right", 100.0 * *right as f64 / (*labels).max(1) as f64);
             }
             say!(out, "  model clf@1 {:>5.1}% right", 100.0 * report.model_accuracy);
+            say!(out, "\nqueries:");
+            for (q, n, took) in &report.queries {
+                say!(out, "  {n:>6} in {:>7.1} µs  {q}", took.as_secs_f64() * 1e6);
+            }
+            let (text, matches, hits) = &report.search;
+            say!(out, "\nsearch {text:?} among complaints: {matches} matches, best:");
+            for (id, snippet) in hits {
+                say!(out, "  {id:<12} {snippet}");
+            }
+            let (info, took, [train, val, test]) = &report.snapshot;
+            say!(
+                out,
+                "\nsnapshot {:?}: {} assets in {:.1} ms, digest {}\n  split train/val/test: {train}/{val}/{test}",
+                info.name,
+                info.assets,
+                took.as_secs_f64() * 1e3,
+                info.digest
+            );
             say!(
                 out,
                 "\n{} events in the log, {:.1} MiB on disk, verify: {}, total {:.2}s",

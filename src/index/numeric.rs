@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use crate::query::CmpOp;
 
@@ -55,13 +55,7 @@ impl NumIndex {
     /// which may or may not.
     pub(crate) fn range(&self, op: CmpOp, value: f64) -> (RoaringBitmap, RoaringBitmap) {
         let b = bucket(value);
-        let union = |r: (Bound<u32>, Bound<u32>)| -> RoaringBitmap {
-            let mut out = RoaringBitmap::new();
-            for bm in self.buckets.range(r).map(|(_, bm)| bm) {
-                out |= bm;
-            }
-            out
-        };
+        let union = |r: (Bound<u32>, Bound<u32>)| -> RoaringBitmap { self.buckets.range(r).map(|(_, bm)| bm).union() };
         let sure = match op {
             CmpOp::Lt | CmpOp::Le => union((Bound::Unbounded, Bound::Excluded(b))),
             CmpOp::Gt | CmpOp::Ge => union((Bound::Excluded(b), Bound::Unbounded)),

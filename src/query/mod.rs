@@ -46,6 +46,10 @@ impl AssetSet {
     pub fn iter(&self) -> impl Iterator<Item = AssetId> + '_ {
         self.0.iter().map(AssetId)
     }
+
+    pub(crate) fn bitmap(&self) -> &RoaringBitmap {
+        &self.0
+    }
 }
 
 /// The order of a page of results.

@@ -243,6 +243,9 @@ pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> 
     Ok(members)
 }
 
+/// One member being computed: external id, member, content digest, answers bytes.
+type Row = (String, Member, Digest, Vec<u8>);
+
 /// The computed content of a snapshot: members in external-id order, and its digest.
 struct Computed {
     members: Vec<Member>,
@@ -251,10 +254,11 @@ struct Computed {
 }
 
 impl Db {
-    /// Computes members and digest from the current data.
-    fn compute_snapshot(&self, ids: impl Iterator<Item = AssetId>, selection: &Selection) -> Result<Computed> {
-        let mut rows: Vec<(String, Member, Digest, Vec<u8>)> = Vec::new();
-        for id in ids {
+    /// The rows of the assets in `ids` that the selection chooses a label for.
+    fn snapshot_rows(&self, ids: &[u32], selection: &Selection) -> Result<Vec<Row>> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let id = AssetId(id);
             let asset: Asset = self.asset(id)?;
             let history = read_history(&self.inner.store, id)?;
             let Some((revision, answers)) = choose(selection, &history) else {
@@ -269,6 +273,29 @@ impl Db {
                 upto: asset.revisions,
             };
             rows.push((asset.external_id, member, asset.digest, bytes));
+        }
+        Ok(rows)
+    }
+
+    /// Computes members and digest from the current data, reading the assets on as
+    /// many threads as there are cores.
+    fn compute_snapshot(&self, ids: &RoaringBitmap, selection: &Selection) -> Result<Computed> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let ids: Vec<u32> = ids.iter().collect();
+        let per = ids.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Row>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ids
+                .chunks(per)
+                .map(|chunk| scope.spawn(move || self.snapshot_rows(chunk, selection)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Storage("a snapshot reader thread panicked".into()))))
+                .collect()
+        });
+        let mut rows = Vec::with_capacity(ids.len());
+        for part in parts {
+            rows.extend(part?);
         }
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut h = blake3::Hasher::new();
@@ -307,7 +334,7 @@ impl Db {
                 return Err(Error::invalid("snapshot name", format!("{name:?} is a tag in {:?}", project.name)));
             }
             let set = self.select(&project.name, filter)?;
-            let computed = self.compute_snapshot(set.iter(), selection)?;
+            let computed = self.compute_snapshot(set.bitmap(), selection)?;
             let id = txn.counters().next_snapshot;
             txn.counters().next_snapshot = id
                 .checked_add(1)
