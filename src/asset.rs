@@ -224,9 +224,7 @@ impl FromStr for Status {
             _ => {
                 return Err(Error::InvalidInput {
                     what: "status".into(),
-                    reason: format!(
-                        "unknown status {s:?} (expected TODO, ONGOING, LABELED, TO_REVIEW or REVIEWED)"
-                    ),
+                    reason: format!("unknown status {s:?} (expected TODO, ONGOING, LABELED, TO_REVIEW or REVIEWED)"),
                 })
             }
         })

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,10 +19,10 @@ use crate::asset::{
 };
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, Seq};
-use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
-use crate::project::{check_name, Project, ProjectId, Schema, Settings};
 use crate::index::text::{TextIndex, TextOp};
 use crate::index::{self, Delta, Indexes};
+use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
+use crate::project::{check_name, Project, ProjectId, Schema, Settings};
 use crate::store::{codec, keys, Batch, Counters, Store};
 
 /// When writes become durable.
@@ -360,7 +360,10 @@ pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
         seq,
         ..Indexes::default()
     };
-    let mut labels = store.scan::<Label>(&[keys::tag::LABEL]).filter_map(|kv| kv.ok()).peekable();
+    let mut labels = store
+        .scan::<Label>(&[keys::tag::LABEL])
+        .filter_map(|kv| kv.ok())
+        .peekable();
     for kv in store.scan::<Asset>(&[keys::tag::ASSET]) {
         let Ok((_, asset)) = kv else { continue };
         let mut history = Vec::new();
@@ -389,7 +392,10 @@ fn read_for_index(store: &Store, id: AssetId) -> Option<(Asset, Vec<Label>)> {
 }
 
 pub(crate) fn read_history(store: &Store, asset: AssetId) -> Result<Vec<Label>> {
-    store.scan::<Label>(&keys::labels_of(asset)).map(|kv| kv.map(|(_, l)| l)).collect()
+    store
+        .scan::<Label>(&keys::labels_of(asset))
+        .map(|kv| kv.map(|(_, l)| l))
+        .collect()
 }
 
 #[derive(Default)]
@@ -418,7 +424,9 @@ pub struct AddReport {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One logical write in progress: its batch and the counters it advances.
@@ -701,7 +709,9 @@ impl Db {
                 return Ok(report);
             }
             let first = txn.counters.next_asset;
-            let count = u32::try_from(fresh.len()).ok().filter(|n| first.checked_add(*n).is_some());
+            let count = u32::try_from(fresh.len())
+                .ok()
+                .filter(|n| first.checked_add(*n).is_some());
             let Some(count) = count else {
                 return Err(Error::invalid("asset count", "the database is full (2^32 asset ids)"));
             };
@@ -810,7 +820,12 @@ impl Db {
     }
 
     /// Changes an asset's state through `f`, which returns the event to record.
-    fn update_asset(&self, actor: &str, id: AssetId, f: impl FnOnce(&mut Asset) -> Result<Option<Action>>) -> Result<()> {
+    fn update_asset(
+        &self,
+        actor: &str,
+        id: AssetId,
+        f: impl FnOnce(&mut Asset) -> Result<Option<Action>>,
+    ) -> Result<()> {
         check_name("actor", actor)?;
         self.write(|txn| {
             let mut asset = txn.asset(id)?;
@@ -849,7 +864,11 @@ impl Db {
                 });
             }
             let before = std::mem::replace(&mut a.status, to);
-            Ok(Some(Action::StatusChanged { asset: id, before, after: to }))
+            Ok(Some(Action::StatusChanged {
+                asset: id,
+                before,
+                after: to,
+            }))
         })
     }
 
@@ -893,7 +912,10 @@ impl Db {
         self.update_asset(actor, id, |a| {
             live(a)?;
             let before = std::mem::replace(&mut a.honeypot, honeypot);
-            Ok((before != honeypot).then_some(Action::HoneypotChanged { asset: id, after: honeypot }))
+            Ok((before != honeypot).then_some(Action::HoneypotChanged {
+                asset: id,
+                after: honeypot,
+            }))
         })
     }
 
@@ -910,7 +932,10 @@ impl Db {
     fn set_deleted(&self, actor: &str, id: AssetId, deleted: bool) -> Result<()> {
         self.update_asset(actor, id, |a| {
             let before = std::mem::replace(&mut a.deleted, deleted);
-            Ok((before != deleted).then_some(Action::DeletedChanged { asset: id, after: deleted }))
+            Ok((before != deleted).then_some(Action::DeletedChanged {
+                asset: id,
+                after: deleted,
+            }))
         })
     }
 
@@ -1150,9 +1175,10 @@ fn check_meta(key: &str, value: Option<&MetaValue>) -> Result<()> {
             format!("metadata {key:?}"),
             format!("{} bytes, over the limit of {MAX_META_VALUE_LEN}", s.len()),
         )),
-        Some(MetaValue::Num(n)) if !n.is_finite() => {
-            Err(Error::invalid(format!("metadata {key:?}"), format!("{n} is not a finite number")))
-        }
+        Some(MetaValue::Num(n)) if !n.is_finite() => Err(Error::invalid(
+            format!("metadata {key:?}"),
+            format!("{n} is not a finite number"),
+        )),
         _ => Ok(()),
     }
 }
@@ -1178,10 +1204,16 @@ pub fn validate_new_asset(schema: &Schema, a: &NewAsset) -> Result<()> {
         }
         Content::Image { uri, width, height } => {
             if uri.is_empty() || uri.len() > MAX_META_VALUE_LEN {
-                return Err(Error::invalid(format!("image uri of {ext:?}"), format!("must be 1 to {MAX_META_VALUE_LEN} bytes")));
+                return Err(Error::invalid(
+                    format!("image uri of {ext:?}"),
+                    format!("must be 1 to {MAX_META_VALUE_LEN} bytes"),
+                ));
             }
             if *width == 0 || *height == 0 {
-                return Err(Error::invalid(format!("image of {ext:?}"), format!("size {width}x{height} must be positive")));
+                return Err(Error::invalid(
+                    format!("image of {ext:?}"),
+                    format!("size {width}x{height} must be positive"),
+                ));
             }
         }
         Content::Text(_) => {}

@@ -145,12 +145,48 @@ pub fn generate(n: usize, seed: u64) -> Vec<Email> {
                 spans: Vec::new(),
             };
             match (category, rng.below(2)) {
-                ("order", 0) => b.lit("Hello, please send ").ent("QUANTITY", q).lit(" units of the ").ent("PRODUCT", p).lit(" by ").ent("DATE", d).lit(". Thanks, "),
-                ("order", _) => b.lit("We would like to order ").ent("QUANTITY", q).lit(" x ").ent("PRODUCT", p).lit(", delivery before ").ent("DATE", d).lit(". Regards, "),
-                ("complaint", 0) => b.lit("The ").ent("PRODUCT", p).lit(" delivered on ").ent("DATE", d).lit(" arrived broken, all ").ent("QUANTITY", q).lit(" of them. Very disappointed. "),
-                ("complaint", _) => b.lit("Still waiting for my ").ent("PRODUCT", p).lit(" ordered on ").ent("DATE", d).lit("; this late delivery is unacceptable. "),
-                ("question", 0) => b.lit("Do you have the ").ent("PRODUCT", p).lit(" in stock? I would need ").ent("QUANTITY", q).lit(" before ").ent("DATE", d).lit(". "),
-                ("question", _) => b.lit("Is the ").ent("PRODUCT", p).lit(" compatible with the older model? Asking for a friend. "),
+                ("order", 0) => b
+                    .lit("Hello, please send ")
+                    .ent("QUANTITY", q)
+                    .lit(" units of the ")
+                    .ent("PRODUCT", p)
+                    .lit(" by ")
+                    .ent("DATE", d)
+                    .lit(". Thanks, "),
+                ("order", _) => b
+                    .lit("We would like to order ")
+                    .ent("QUANTITY", q)
+                    .lit(" x ")
+                    .ent("PRODUCT", p)
+                    .lit(", delivery before ")
+                    .ent("DATE", d)
+                    .lit(". Regards, "),
+                ("complaint", 0) => b
+                    .lit("The ")
+                    .ent("PRODUCT", p)
+                    .lit(" delivered on ")
+                    .ent("DATE", d)
+                    .lit(" arrived broken, all ")
+                    .ent("QUANTITY", q)
+                    .lit(" of them. Very disappointed. "),
+                ("complaint", _) => b
+                    .lit("Still waiting for my ")
+                    .ent("PRODUCT", p)
+                    .lit(" ordered on ")
+                    .ent("DATE", d)
+                    .lit("; this late delivery is unacceptable. "),
+                ("question", 0) => b
+                    .lit("Do you have the ")
+                    .ent("PRODUCT", p)
+                    .lit(" in stock? I would need ")
+                    .ent("QUANTITY", q)
+                    .lit(" before ")
+                    .ent("DATE", d)
+                    .lit(". "),
+                ("question", _) => b
+                    .lit("Is the ")
+                    .ent("PRODUCT", p)
+                    .lit(" compatible with the older model? Asking for a friend. "),
                 (_, 0) => b.lit("Please update my billing address for future invoices. "),
                 (_, _) => b.lit("Thank you for the great service last week, keep it up! "),
             };
@@ -213,10 +249,22 @@ pub struct Annotator {
 
 /// The demo's annotators.
 pub const ANNOTATORS: [Annotator; 4] = [
-    Annotator { name: "alice", accuracy: 0.97 },
-    Annotator { name: "bob", accuracy: 0.92 },
-    Annotator { name: "carol", accuracy: 0.85 },
-    Annotator { name: "dave", accuracy: 0.72 },
+    Annotator {
+        name: "alice",
+        accuracy: 0.97,
+    },
+    Annotator {
+        name: "bob",
+        accuracy: 0.92,
+    },
+    Annotator {
+        name: "carol",
+        accuracy: 0.85,
+    },
+    Annotator {
+        name: "dave",
+        accuracy: 0.72,
+    },
 ];
 
 /// What the demo did.
@@ -257,7 +305,10 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
     std::fs::create_dir_all(dir).map_err(io)?;
     let db_path = dir.join("demo.labeldb");
     if db_path.exists() {
-        return Err(Error::invalid("demo directory", format!("{} already exists; remove it or pick another --dir", db_path.display())));
+        return Err(Error::invalid(
+            "demo directory",
+            format!("{} already exists; remove it or pick another --dir", db_path.display()),
+        ));
     }
     let db = Db::open(&db_path)?;
     let mut rng = Rng::new(7);
@@ -285,7 +336,10 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
     })?;
 
     // The model: right on the category 85% of the time, finds each entity 80% of the time.
-    let model = Source::Model { name: "clf".into(), version: "1".into() };
+    let model = Source::Model {
+        name: "clf".into(),
+        version: "1".into(),
+    };
     let mut predictions = Vec::with_capacity(ids.len());
     let mut model_right = 0u64;
     timed("model pre-annotation", &mut || {
@@ -293,10 +347,19 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
             let right = rng.unit() < 0.85;
             let guess = if right { e.category } else { *rng.pick(&CATEGORIES) };
             model_right += u64::from(guess == e.category);
-            let confidence = if right { 0.6 + 0.4 * rng.unit() } else { 0.3 + 0.4 * rng.unit() } as f32;
-            let mut label = NewLabel::new(LabelKind::Prediction, model.clone()).answer("category", Answer::class(guess));
+            let confidence = if right {
+                0.6 + 0.4 * rng.unit()
+            } else {
+                0.3 + 0.4 * rng.unit()
+            } as f32;
+            let mut label =
+                NewLabel::new(LabelKind::Prediction, model.clone()).answer("category", Answer::class(guess));
             for c in CATEGORIES {
-                let s = if c == guess { confidence } else { (1.0 - confidence) / 3.0 };
+                let s = if c == guess {
+                    confidence
+                } else {
+                    (1.0 - confidence) / 3.0
+                };
                 label = label.score("category", c, s);
             }
             let mut spans = Vec::new();
@@ -327,7 +390,11 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
                 vec![&ANNOTATORS[first]]
             };
             for a in who {
-                let answer = if rng.unit() < a.accuracy { e.category } else { *rng.pick(&CATEGORIES) };
+                let answer = if rng.unit() < a.accuracy {
+                    e.category
+                } else {
+                    *rng.pick(&CATEGORIES)
+                };
                 let spans: Vec<Span> = e.entities.iter().filter(|_| rng.unit() < a.accuracy).cloned().collect();
                 let mut label = NewLabel::annotation(a.name)
                     .answer("category", Answer::class(answer))

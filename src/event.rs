@@ -191,10 +191,21 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Action::ProjectCreated { name, .. } => format!("created project {name:?}"),
-            Action::AssetsAdded { first, last, labels, .. } => {
-                format!("added {} assets ({first}..{last}) with {labels} labels", last.0 - first.0 + 1)
+            Action::AssetsAdded {
+                first, last, labels, ..
+            } => {
+                format!(
+                    "added {} assets ({first}..{last}) with {labels} labels",
+                    last.0 - first.0 + 1
+                )
             }
-            Action::LabelAdded { asset, label, kind, status, .. } => {
+            Action::LabelAdded {
+                asset,
+                label,
+                kind,
+                status,
+                ..
+            } => {
                 let mut s = format!("{kind} {label} on {asset}");
                 if let Some((b, a)) = status {
                     s.push_str(&format!(", status {b} -> {a}"));
@@ -202,7 +213,12 @@ impl Action {
                 s
             }
             Action::StatusChanged { asset, before, after } => format!("status of {asset}: {before} -> {after}"),
-            Action::MetaChanged { asset, key, before, after } => format!(
+            Action::MetaChanged {
+                asset,
+                key,
+                before,
+                after,
+            } => format!(
                 "meta {key} of {asset}: {} -> {}",
                 before.as_ref().map_or("-".to_string(), |v| v.to_string()),
                 after.as_ref().map_or("-".to_string(), |v| v.to_string())
@@ -212,7 +228,9 @@ impl Action {
             Action::DeletedChanged { asset, after: true } => format!("deleted {asset}"),
             Action::DeletedChanged { asset, after: false } => format!("restored {asset}"),
             Action::AssetPurged { asset, external_id, .. } => format!("purged {asset} ({external_id:?})"),
-            Action::SnapshotCreated { name, assets, digest, .. } => {
+            Action::SnapshotCreated {
+                name, assets, digest, ..
+            } => {
                 format!("created snapshot {name:?}: {assets} assets, digest {digest}")
             }
             Action::SnapshotDeleted { name, .. } => format!("deleted snapshot {name:?}"),

@@ -73,10 +73,12 @@ impl LabelKind {
 
     /// Parses a lower-case name.
     pub fn parse(s: &str) -> Result<LabelKind> {
-        LabelKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| Error::invalid("label kind", format!("{s:?} (expected annotation, prediction, inference or review)")))
+        LabelKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            Error::invalid(
+                "label kind",
+                format!("{s:?} (expected annotation, prediction, inference or review)"),
+            )
+        })
     }
 }
 
@@ -349,13 +351,22 @@ impl NewLabel {
     pub fn validate(&self, schema: &Schema, asset: &str, content: &Content) -> Result<()> {
         self.source.validate()?;
         if !self.seconds.is_finite() || self.seconds < 0.0 {
-            return Err(Error::invalid("seconds", format!("{} is not a finite, non-negative number", self.seconds)));
+            return Err(Error::invalid(
+                "seconds",
+                format!("{} is not a finite, non-negative number", self.seconds),
+            ));
         }
         if self.verdict.is_some() && self.kind != LabelKind::Review {
-            return Err(Error::invalid("verdict", format!("only a review carries a verdict, not a {}", self.kind)));
+            return Err(Error::invalid(
+                "verdict",
+                format!("only a review carries a verdict, not a {}", self.kind),
+            ));
         }
         if self.kind == LabelKind::Annotation && !self.source.is_human() {
-            return Err(Error::invalid("label", format!("an annotation must come from a person, not {}", self.source)));
+            return Err(Error::invalid(
+                "label",
+                format!("an annotation must come from a person, not {}", self.source),
+            ));
         }
         for (job_name, answer) in &self.answers {
             let job = schema.job(job_name).ok_or_else(|| Error::UnknownJob {
@@ -376,7 +387,10 @@ impl NewLabel {
             match (job.kind, answer) {
                 (JobKind::Classification { multi }, Answer::Classes(classes)) => {
                     if !multi && classes.len() != 1 {
-                        return Err(bad(None, format!("a single-choice job needs exactly one class, got {}", classes.len())));
+                        return Err(bad(
+                            None,
+                            format!("a single-choice job needs exactly one class, got {}", classes.len()),
+                        ));
                     }
                     for (i, c) in classes.iter().enumerate() {
                         if !job.has_class(c) {
@@ -424,7 +438,10 @@ impl NewLabel {
                         }
                         let finite = [b.x, b.y, b.w, b.h].iter().all(|v| v.is_finite());
                         if !finite || b.w <= 0.0 || b.h <= 0.0 {
-                            return Err(bad(Some(&b.class), format!("box {}x{} must have a positive size", b.w, b.h)));
+                            return Err(bad(
+                                Some(&b.class),
+                                format!("box {}x{} must have a positive size", b.w, b.h),
+                            ));
                         }
                         if b.x < 0.0 || b.y < 0.0 || b.x + b.w > *width as f32 || b.y + b.h > *height as f32 {
                             return Err(bad(

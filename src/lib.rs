@@ -32,10 +32,10 @@ mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
-mod label;
 mod import;
 mod index;
 pub mod json;
+mod label;
 mod project;
 pub mod query;
 pub mod snapshot;

@@ -327,14 +327,19 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Opens an existing database (only `init` and `demo` create one).
 fn open(path: &Path) -> Result<Db> {
     if !path.exists() {
-        bail!("no database at {} (run `labeldb init` first, or pass --db)", path.display());
+        bail!(
+            "no database at {} (run `labeldb init` first, or pass --db)",
+            path.display()
+        );
     }
     Ok(Db::open(path)?)
 }
@@ -359,9 +364,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let db = Db::open(&cli.db)?;
             db.flush()?;
-            say!(out, "initialized {} (format {})", cli.db.display(), labeldb::FORMAT_VERSION);
+            say!(
+                out,
+                "initialized {} (format {})",
+                cli.db.display(),
+                labeldb::FORMAT_VERSION
+            );
         }
-        Command::Project { command: ProjectCommand::Create { name, schema, actor } } => {
+        Command::Project {
+            command: ProjectCommand::Create { name, schema, actor },
+        } => {
             let db = open(&cli.db)?;
             let text = std::fs::read_to_string(&schema).with_context(|| format!("reading {}", schema.display()))?;
             let schema = Schema::from_json(&text).with_context(|| format!("in {}", schema.display()))?;
@@ -369,7 +381,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             db.flush()?;
             say!(out, "created project {name:?} ({id})");
         }
-        Command::Project { command: ProjectCommand::List { json } } => {
+        Command::Project {
+            command: ProjectCommand::List { json },
+        } => {
             let db = open(&cli.db)?;
             let projects = db.projects();
             if json {
@@ -381,22 +395,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&json!(list))?;
             } else {
                 for p in projects {
-                    let jobs: Vec<String> =
-                        p.schema.jobs.iter().map(|j| format!("{} ({}, {} classes)", j.name, j.kind.as_str(), j.classes.len())).collect();
+                    let jobs: Vec<String> = p
+                        .schema
+                        .jobs
+                        .iter()
+                        .map(|j| format!("{} ({}, {} classes)", j.name, j.kind.as_str(), j.classes.len()))
+                        .collect();
                     say!(out, "{:<24} {}", p.name, jobs.join(", "));
                 }
             }
         }
-        Command::Import { project, file, format, job, author, skip_invalid, actor } => {
+        Command::Import {
+            project,
+            file,
+            format,
+            job,
+            author,
+            skip_invalid,
+            actor,
+        } => {
             let db = open(&cli.db)?;
             let format = match format {
                 Some(FormatArg::Jsonl) => Format::Jsonl,
                 Some(FormatArg::Conll) => Format::Conll,
                 None => Format::from_path(&file),
             };
-            let options = ImportOptions { job, author, skip_invalid, ..ImportOptions::new(format) };
+            let options = ImportOptions {
+                job,
+                author,
+                skip_invalid,
+                ..ImportOptions::new(format)
+            };
             let total = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            let bar = if io::stderr().is_terminal() { ProgressBar::new(total) } else { ProgressBar::hidden() };
+            let bar = if io::stderr().is_terminal() {
+                ProgressBar::new(total)
+            } else {
+                ProgressBar::hidden()
+            };
             bar.set_style(
                 ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -445,7 +480,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_stats(&mut out, &project, &s)?;
             }
         }
-        Command::Show { project, external_id, json } => {
+        Command::Show {
+            project,
+            external_id,
+            json,
+        } => {
             let db = open(&cli.db)?;
             let asset = db.asset_by_external_id(&project, &external_id)?;
             let history = db.history(asset.id)?;
@@ -458,7 +497,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let labels: Vec<_> = history.iter().map(|l| label_json(l, &asset.content)).collect();
                 let lineage: serde_json::Map<_, _> = lineage
                     .iter()
-                    .map(|(id, anc)| (id.to_string(), json!(anc.iter().map(|a| a.id.to_string()).collect::<Vec<_>>())))
+                    .map(|(id, anc)| {
+                        (
+                            id.to_string(),
+                            json!(anc.iter().map(|a| a.id.to_string()).collect::<Vec<_>>()),
+                        )
+                    })
                     .collect();
                 print_json(&json!({"asset": asset_json(&asset), "labels": labels, "lineage": lineage}))?;
             } else {
@@ -467,7 +511,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     labeldb::Content::Text(t) => say!(out, "  text:     {t}"),
                     labeldb::Content::Image { uri, width, height } => say!(out, "  image:    {uri} ({width}x{height})"),
                 }
-                say!(out, "  status:   {}{}", asset.status, if asset.deleted { " (deleted)" } else { "" });
+                say!(
+                    out,
+                    "  status:   {}{}",
+                    asset.status,
+                    if asset.deleted { " (deleted)" } else { "" }
+                );
                 say!(out, "  priority: {}   honeypot: {}", asset.priority, asset.honeypot);
                 for (k, v) in &asset.meta {
                     say!(out, "  meta.{k}: {v}");
@@ -475,24 +524,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 say!(out, "  digest:   {}", asset.digest);
                 say!(out, "labels ({}):", history.len());
                 for (l, (_, anc)) in history.iter().zip(&lineage) {
-                    let answers: Vec<String> = l.answers.iter().map(|(j, a)| format!("{j}={}", answer_text(a, &asset.content))).collect();
-                    say!(out, "  {:<8} {:<10} {:<16} {}", l.id, l.kind.as_str(), l.source.to_string(), answers.join("  "));
+                    let answers: Vec<String> = l
+                        .answers
+                        .iter()
+                        .map(|(j, a)| format!("{j}={}", answer_text(a, &asset.content)))
+                        .collect();
+                    say!(
+                        out,
+                        "  {:<8} {:<10} {:<16} {}",
+                        l.id,
+                        l.kind.as_str(),
+                        l.source.to_string(),
+                        answers.join("  ")
+                    );
                     if let Some(v) = l.verdict {
                         say!(out, "           verdict: {v:?}");
                     }
                     if let labeldb::Source::Model { name, version } = &l.source {
                         if let Some(m) = db.model_info(asset.project, name, version)? {
-                            say!(out, "           model {name}@{version} trained on snapshot {:?} ({})", m.trained_on, m.trained_on_digest);
+                            say!(
+                                out,
+                                "           model {name}@{version} trained on snapshot {:?} ({})",
+                                m.trained_on,
+                                m.trained_on_digest
+                            );
                         }
                     }
                     if !anc.is_empty() {
-                        let chain: Vec<String> = anc.iter().map(|a| format!("{} ({} by {})", a.id, a.kind, a.source)).collect();
+                        let chain: Vec<String> = anc
+                            .iter()
+                            .map(|a| format!("{} ({} by {})", a.id, a.kind, a.source))
+                            .collect();
                         say!(out, "           lineage: {}", chain.join(" <- "));
                     }
                 }
             }
         }
-        Command::Audit { project, actor, since, json } => {
+        Command::Audit {
+            project,
+            actor,
+            since,
+            json,
+        } => {
             let db = open(&cli.db)?;
             let p = db.project(&project)?;
             let events: Vec<labeldb::Event> = match &actor {
@@ -514,13 +587,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Search { project, text, filter, limit, json } => {
+        Command::Search {
+            project,
+            text,
+            filter,
+            limit,
+            json,
+        } => {
             let db = open(&cli.db)?;
             let filter = filter.map(|f| labeldb::query::parse(&f)).transpose()?;
             let (count, hits) = db.search(&project, &text, filter.as_ref(), limit)?;
             print_hits(&db, out, count, &hits, json)?;
         }
-        Command::Query { project, query, count, limit, after, sort, facets, json } => {
+        Command::Query {
+            project,
+            query,
+            count,
+            limit,
+            after,
+            sort,
+            facets,
+            json,
+        } => {
             let db = open(&cli.db)?;
             let filter = labeldb::query::parse(&query)?;
             let set = db.select(&project, &filter)?;
@@ -539,7 +627,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(SortArg::Score) => Sort::Score,
             };
             let page = db.page(&project, &set, sort, limit, after.as_deref())?;
-            let assets = page.ids.iter().map(|id| db.asset(*id)).collect::<labeldb::Result<Vec<_>>>()?;
+            let assets = page
+                .ids
+                .iter()
+                .map(|id| db.asset(*id))
+                .collect::<labeldb::Result<Vec<_>>>()?;
             let facets = if facets { Some(db.facets(&project, &set)?) } else { None };
             if json {
                 drop(out);
@@ -560,7 +652,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 say!(out, "{} assets match", set.len());
                 for a in &assets {
-                    say!(out, "  {:<24} {:<10} priority {:<6} {}", a.external_id, a.status.as_str(), a.priority, a.id);
+                    say!(
+                        out,
+                        "  {:<24} {:<10} priority {:<6} {}",
+                        a.external_id,
+                        a.status.as_str(),
+                        a.priority,
+                        a.id
+                    );
                 }
                 if let Some(next) = &page.next {
                     say!(out, "next page: --after {next}");
@@ -590,26 +689,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = db.verify()?;
             if json {
                 drop(out);
-                print_json(&json!({"clean": report.is_clean(), "records": report.records, "problems": report.problems}))?;
+                print_json(
+                    &json!({"clean": report.is_clean(), "records": report.records, "problems": report.problems}),
+                )?;
             } else {
                 for p in &report.problems {
                     say!(out, "problem: {p}");
                 }
-                say!(out, "{} records checked, {} problems", report.records, report.problems.len());
+                say!(
+                    out,
+                    "{} records checked, {} problems",
+                    report.records,
+                    report.problems.len()
+                );
             }
             if !report.is_clean() {
                 return Ok(ExitCode::from(1));
             }
         }
         Command::Snapshot { command } => return snapshot_command(&cli.db, command),
-        Command::Model { command: ModelCommand::Register { project, model, trained_on, actor } } => {
+        Command::Model {
+            command:
+                ModelCommand::Register {
+                    project,
+                    model,
+                    trained_on,
+                    actor,
+                },
+        } => {
             let db = open(&cli.db)?;
             let Source::Model { name, version } = Source::model(&model)? else {
                 bail!("{model:?} is not NAME@VERSION");
             };
             let info = db.register_model(&actor, &project, &name, &version, &trained_on)?;
             db.flush()?;
-            say!(out, "registered {name}@{version}, trained on snapshot {:?} ({})", info.trained_on, info.trained_on_digest);
+            say!(
+                out,
+                "registered {name}@{version}, trained on snapshot {:?} ({})",
+                info.trained_on,
+                info.trained_on_digest
+            );
         }
         Command::Demo { dir, assets } => {
             let dir = dir.unwrap_or_else(|| {
@@ -623,12 +742,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             say!(out, "\nphases:");
             for (name, took, writes) in &report.phases {
                 let rate = *writes as f64 / took.as_secs_f64().max(1e-9);
-                say!(out, "  {name:<24} {:>8.3}s  {writes:>7} writes  {rate:>10.0}/s", took.as_secs_f64());
+                say!(
+                    out,
+                    "  {name:<24} {:>8.3}s  {writes:>7} writes  {rate:>10.0}/s",
+                    took.as_secs_f64()
+                );
             }
             print_stats(&mut out, labeldb::demo::PROJECT, &report.stats)?;
             say!(out, "\nannotators (category accuracy against the truth):");
             for (name, (labels, right)) in &report.annotators {
-                say!(out, "  {name:<8} {labels:>6} labels  {:>5.1}% right", 100.0 * *right as f64 / (*labels).max(1) as f64);
+                say!(
+                    out,
+                    "  {name:<8} {labels:>6} labels  {:>5.1}% right",
+                    100.0 * *right as f64 / (*labels).max(1) as f64
+                );
             }
             say!(out, "  model clf@1 {:>5.1}% right", 100.0 * report.model_accuracy);
             say!(out, "\nqueries:");
@@ -657,7 +784,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if report.verified { "clean" } else { "PROBLEMS" },
                 total.as_secs_f64()
             );
-            say!(out, "try: labeldb --db {} show orders email-1", dir.join("demo.labeldb").display());
+            say!(
+                out,
+                "try: labeldb --db {} show orders email-1",
+                dir.join("demo.labeldb").display()
+            );
             if !report.verified {
                 return Ok(ExitCode::from(1));
             }
@@ -680,13 +811,22 @@ fn print_hits(db: &Db, mut out: impl Write, count: u64, hits: &[labeldb::Hit], j
     say!(out, "{count} assets match");
     for h in hits {
         let a = db.asset(h.asset)?;
-        say!(out, "  {:<20} {:>7.3}  {:<10} {}", a.external_id, h.score, a.status.as_str(), h.snippet.replace('\n', " "));
+        say!(
+            out,
+            "  {:<20} {:>7.3}  {:<10} {}",
+            a.external_id,
+            h.score,
+            a.status.as_str(),
+            h.snippet.replace('\n', " ")
+        );
     }
     Ok(())
 }
 
 fn labeldb_now() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 fn answer_text(a: &labeldb::Answer, content: &labeldb::Content) -> String {
@@ -696,7 +836,13 @@ fn answer_text(a: &labeldb::Answer, content: &labeldb::Content) -> String {
             let text = content.text().unwrap_or("");
             let parts: Vec<String> = spans
                 .iter()
-                .map(|s| format!("{}:{:?}", s.class, text.get(s.start as usize..s.end as usize).unwrap_or("?")))
+                .map(|s| {
+                    format!(
+                        "{}:{:?}",
+                        s.class,
+                        text.get(s.start as usize..s.end as usize).unwrap_or("?")
+                    )
+                })
                 .collect();
             format!("[{}]", parts.join(" "))
         }
@@ -705,10 +851,21 @@ fn answer_text(a: &labeldb::Answer, content: &labeldb::Content) -> String {
 }
 
 fn print_stats(out: &mut impl Write, project: &str, s: &labeldb::Stats) -> Result<()> {
-    say!(out, "\nproject {project}: {} assets ({} deleted), {} label revisions", s.assets, s.deleted, s.labels);
+    say!(
+        out,
+        "\nproject {project}: {} assets ({} deleted), {} label revisions",
+        s.assets,
+        s.deleted,
+        s.labels
+    );
     say!(out, "by status:");
     for st in Status::ALL {
-        say!(out, "  {:<10} {:>8}", st.as_str(), s.by_status.get(&st).copied().unwrap_or(0));
+        say!(
+            out,
+            "  {:<10} {:>8}",
+            st.as_str(),
+            s.by_status.get(&st).copied().unwrap_or(0)
+        );
     }
     say!(out, "labels by kind:");
     for (k, v) in &s.by_kind {
@@ -730,7 +887,14 @@ fn snapshot_command(db_path: &Path, command: SnapshotCommand) -> Result<ExitCode
     let db = open(db_path)?;
     let mut out = io::stdout().lock();
     match command {
-        SnapshotCommand::Create { project, name, filter, selection, actor, json } => {
+        SnapshotCommand::Create {
+            project,
+            name,
+            filter,
+            selection,
+            actor,
+            json,
+        } => {
             let f = labeldb::query::parse(&filter)?;
             let selection: Selection = selection.parse()?;
             let started = std::time::Instant::now();
@@ -754,18 +918,36 @@ fn snapshot_command(db_path: &Path, command: SnapshotCommand) -> Result<ExitCode
             let list = db.snapshots(&project)?;
             if json {
                 drop(out);
-                print_json(&json!(list.iter().map(|(i, t)| snapshot_json(i, t)).collect::<Vec<_>>()))?;
+                print_json(&json!(list
+                    .iter()
+                    .map(|(i, t)| snapshot_json(i, t))
+                    .collect::<Vec<_>>()))?;
             } else {
                 for (i, tags) in &list {
-                    let tags = if tags.is_empty() { String::new() } else { format!(" [{}]", tags.join(", ")) };
-                    say!(out, "{:<20} {:>9} assets  {:<16} {}{tags}", i.name, i.assets, i.selection.to_string(), &i.digest.to_string()[..16]);
+                    let tags = if tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", tags.join(", "))
+                    };
+                    say!(
+                        out,
+                        "{:<20} {:>9} assets  {:<16} {}{tags}",
+                        i.name,
+                        i.assets,
+                        i.selection.to_string(),
+                        &i.digest.to_string()[..16]
+                    );
                 }
             }
         }
         SnapshotCommand::Show { project, name, json } => {
             let info = db.snapshot_info(&project, &name)?;
-            let tags: Vec<String> =
-                db.snapshots(&project)?.into_iter().find(|(i, _)| i.name == info.name).map(|(_, t)| t).unwrap_or_default();
+            let tags: Vec<String> = db
+                .snapshots(&project)?
+                .into_iter()
+                .find(|(i, _)| i.name == info.name)
+                .map(|(_, t)| t)
+                .unwrap_or_default();
             if json {
                 drop(out);
                 print_json(&snapshot_json(&info, &tags))?;
@@ -792,7 +974,13 @@ fn snapshot_command(db_path: &Path, command: SnapshotCommand) -> Result<ExitCode
                     })).collect::<Vec<_>>(),
                 }))?;
             } else {
-                say!(out, "{} added, {} removed, {} relabelled", d.added.len(), d.removed.len(), d.relabelled.len());
+                say!(
+                    out,
+                    "{} added, {} removed, {} relabelled",
+                    d.added.len(),
+                    d.removed.len(),
+                    d.relabelled.len()
+                );
                 for x in &d.added {
                     say!(out, "  + {x}");
                 }
@@ -804,7 +992,12 @@ fn snapshot_command(db_path: &Path, command: SnapshotCommand) -> Result<ExitCode
                 }
             }
         }
-        SnapshotCommand::Tag { project, tag, name, actor } => {
+        SnapshotCommand::Tag {
+            project,
+            tag,
+            name,
+            actor,
+        } => {
             db.tag_snapshot(&actor, &project, &tag, &name)?;
             db.flush()?;
             say!(out, "tag {tag:?} -> snapshot {name:?}");
@@ -823,20 +1016,39 @@ fn snapshot_command(db_path: &Path, command: SnapshotCommand) -> Result<ExitCode
                 for p in &problems {
                     say!(out, "problem: {p}");
                 }
-                say!(out, "snapshot {name:?}: {}", if problems.is_empty() { "digest verified" } else { "PROBLEMS" });
+                say!(
+                    out,
+                    "snapshot {name:?}: {}",
+                    if problems.is_empty() {
+                        "digest verified"
+                    } else {
+                        "PROBLEMS"
+                    }
+                );
             }
             if !problems.is_empty() {
                 return Ok(ExitCode::from(1));
             }
         }
-        SnapshotCommand::Export { project, name, out: path, shard, split, ratios, seed } => {
+        SnapshotCommand::Export {
+            project,
+            name,
+            out: path,
+            shard,
+            split,
+            ratios,
+            seed,
+        } => {
             let mut snap = db.snapshot(&project, &name)?;
             if let Some(split) = split {
                 let parsed: Vec<(String, f64)> = ratios
                     .split(',')
                     .map(|part| {
                         let (n, r) = part.split_once('=').context("--ratios is NAME=RATIO,...")?;
-                        Ok((n.trim().to_string(), r.trim().parse::<f64>().with_context(|| format!("ratio {r:?}"))?))
+                        Ok((
+                            n.trim().to_string(),
+                            r.trim().parse::<f64>().with_context(|| format!("ratio {r:?}"))?,
+                        ))
                     })
                     .collect::<Result<_>>()?;
                 let refs: Vec<(&str, f64)> = parsed.iter().map(|(n, r)| (n.as_str(), *r)).collect();

@@ -102,7 +102,8 @@ impl Schema {
             }
             let mut classes = BTreeSet::new();
             for class in &job.classes {
-                check_name("class name", class).map_err(|e| Error::InvalidSchema(format!("job {:?}: {e}", job.name)))?;
+                check_name("class name", class)
+                    .map_err(|e| Error::InvalidSchema(format!("job {:?}: {e}", job.name)))?;
                 if !classes.insert(class.as_str()) {
                     return Err(Error::InvalidSchema(format!(
                         "job {:?}: class {class:?} is declared twice",
@@ -139,12 +140,10 @@ impl Schema {
                 "multi-classification" | "multiclass" => JobKind::Classification { multi: true },
                 "spans" | "ner" | "entities" => JobKind::Spans,
                 "boxes" | "objects" | "bbox" => JobKind::Boxes,
-                other => {
-                    return Err(Error::InvalidSchema(format!(
-                        "job {:?}: unknown kind {other:?} (expected classification, multi-classification, spans or boxes)",
-                        j.name
-                    )))
-                }
+                other => return Err(Error::InvalidSchema(format!(
+                    "job {:?}: unknown kind {other:?} (expected classification, multi-classification, spans or boxes)",
+                    j.name
+                ))),
             };
             jobs.push(Job {
                 name: j.name,

@@ -183,7 +183,10 @@ impl Db {
         for (k, id) in project_names {
             match projects.get(&id) {
                 Some(p) if keys::project_name(&p.name) == k => {}
-                _ => c.problem(format!("{} points to {id}, which does not have that name", keys::describe(&k))),
+                _ => c.problem(format!(
+                    "{} points to {id}, which does not have that name",
+                    keys::describe(&k)
+                )),
             }
         }
         for (k, id) in &externals {
@@ -193,7 +196,11 @@ impl Db {
             }
         }
         if externals.len() != assets.len() {
-            c.problem(format!("{} assets but {} external-id entries", assets.len(), externals.len()));
+            c.problem(format!(
+                "{} assets but {} external-id entries",
+                assets.len(),
+                externals.len()
+            ));
         }
         for (id, (project, revs)) in &assets {
             if !projects.contains_key(project) {
@@ -233,23 +240,34 @@ impl Db {
         if let Some(counters) = counters {
             let last = seqs.last().copied().unwrap_or(0);
             if counters.last_seq != last {
-                c.problem(format!("counter last_seq {} but the last event is {last}", counters.last_seq));
+                c.problem(format!(
+                    "counter last_seq {} but the last event is {last}",
+                    counters.last_seq
+                ));
             }
             if let Some(max) = assets.keys().max() {
                 if counters.next_asset <= max.0 {
-                    c.problem(format!("counter next_asset {} is not past asset {max}", counters.next_asset));
+                    c.problem(format!(
+                        "counter next_asset {} is not past asset {max}",
+                        counters.next_asset
+                    ));
                 }
             }
             if let Some(max) = projects.keys().max() {
                 if counters.next_project <= max.0 {
-                    c.problem(format!("counter next_project {} is not past {max}", counters.next_project));
+                    c.problem(format!(
+                        "counter next_project {} is not past {max}",
+                        counters.next_project
+                    ));
                 }
             }
         } else {
             c.problem("no counters record".into());
         }
         for info in &snapshots {
-            let project = projects.get(&info.project).map_or_else(|| info.project.to_string(), |p| p.name.clone());
+            let project = projects
+                .get(&info.project)
+                .map_or_else(|| info.project.to_string(), |p| p.name.clone());
             if !projects.contains_key(&info.project) {
                 c.problem(format!("snapshot {:?} belongs to missing {}", info.name, info.project));
                 continue;
@@ -321,7 +339,10 @@ impl Db {
             c.problem(format!("{} holds asset {}", keys::describe(k), a.id));
         }
         if a.content.digest() != a.digest {
-            c.problem(format!("asset {} ({:?}): content does not match its digest", a.id, a.external_id));
+            c.problem(format!(
+                "asset {} ({:?}): content does not match its digest",
+                a.id, a.external_id
+            ));
         }
         let Ok(project) = self.project_by_id(a.project) else {
             return;
@@ -353,11 +374,17 @@ impl Db {
             }
             let expected_parent = history[..rev].iter().rev().find(|p| p.source == l.source).map(|p| p.id);
             if l.parent != expected_parent {
-                c.problem(format!("label {}: parent {:?}, expected {:?}", l.id, l.parent, expected_parent));
+                c.problem(format!(
+                    "label {}: parent {:?}, expected {:?}",
+                    l.id, l.parent, expected_parent
+                ));
             }
             if let Some(d) = l.derived_from {
                 if d.asset() != a.id || d.revision() as usize >= rev {
-                    c.problem(format!("label {}: derived from {d}, not an earlier revision of its asset", l.id));
+                    c.problem(format!(
+                        "label {}: derived from {d}, not an earlier revision of its asset",
+                        l.id
+                    ));
                 }
             }
         }

@@ -48,7 +48,10 @@ impl Sentence {
         let Some(tag) = cols.next_back() else {
             self.error = Some((
                 line_no,
-                Error::invalid("CoNLL line", format!("{line:?} has no tag column (expected TOKEN ... TAG)")),
+                Error::invalid(
+                    "CoNLL line",
+                    format!("{line:?} has no tag column (expected TOKEN ... TAG)"),
+                ),
             ));
             return;
         };
@@ -95,7 +98,10 @@ fn parse_tag(tag: &str) -> Result<Tag<'_>> {
     match tag.split_once('-') {
         Some(("B", class)) if !class.is_empty() => Ok(Tag::Begin(class)),
         Some(("I", class)) if !class.is_empty() => Ok(Tag::Inside(class)),
-        _ => Err(Error::invalid("CoNLL tag", format!("{tag:?} is not an IOB tag (O, B-CLASS or I-CLASS)"))),
+        _ => Err(Error::invalid(
+            "CoNLL tag",
+            format!("{tag:?} is not an IOB tag (O, B-CLASS or I-CLASS)"),
+        )),
     }
 }
 

@@ -16,7 +16,10 @@ use crate::project::{JobKind, Schema};
 
 /// Reads records line by line; blank lines are skipped. Only an I/O failure is an `Err`
 /// of the iterator; a bad line is an `Err` inside its record.
-pub(crate) fn records<'a, R: BufRead + 'a>(mut reader: R, schema: &'a Schema) -> impl Iterator<Item = Result<Record>> + 'a {
+pub(crate) fn records<'a, R: BufRead + 'a>(
+    mut reader: R,
+    schema: &'a Schema,
+) -> impl Iterator<Item = Result<Record>> + 'a {
     let mut line_no = 0u64;
     let mut buf = Vec::new();
     std::iter::from_fn(move || loop {
@@ -121,7 +124,12 @@ fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLab
         (Some(a), None, None) => Source::human(string(a, "author")?),
         (None, Some(m), None) => Source::model(&string(m, "model")?)?,
         (None, None, Some(r)) => Source::rule(&string(r, "rule")?)?,
-        _ => return Err(Error::invalid("label", "needs exactly one of \"author\", \"model\" or \"rule\"")),
+        _ => {
+            return Err(Error::invalid(
+                "label",
+                "needs exactly one of \"author\", \"model\" or \"rule\"",
+            ))
+        }
     };
     let kind = match obj.remove("kind") {
         Some(k) => LabelKind::parse(&string(k, "kind")?)?,
@@ -195,13 +203,22 @@ fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLab
                         let mut o = object(item, &job_name)?;
                         let class = class_of(&mut o, &job_name)?;
                         let mut coord = |k: &str| -> Result<f32> {
-                            let v = o.remove(k).ok_or_else(|| Error::invalid(format!("box of answers.{job_name}"), format!("missing {k:?}")))?;
+                            let v = o.remove(k).ok_or_else(|| {
+                                Error::invalid(format!("box of answers.{job_name}"), format!("missing {k:?}"))
+                            })?;
                             Ok(number(v, k)? as f32)
                         };
                         let (x, y, w, h) = (coord("x")?, coord("y")?, coord("w")?, coord("h")?);
                         let score = opt_score(&mut o, &job_name)?;
                         reject_unknown(&o, &format!("box of answers.{job_name}"))?;
-                        boxes.push(BBox { x, y, w, h, class, score });
+                        boxes.push(BBox {
+                            x,
+                            y,
+                            w,
+                            h,
+                            class,
+                            score,
+                        });
                     }
                     Answer::Boxes(boxes)
                 }
@@ -219,7 +236,12 @@ fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLab
         label.verdict = Some(match string(v, "verdict")?.as_str() {
             "accept" => Verdict::Accept,
             "reject" => Verdict::Reject,
-            other => return Err(Error::invalid("verdict", format!("{other:?} (expected accept or reject)"))),
+            other => {
+                return Err(Error::invalid(
+                    "verdict",
+                    format!("{other:?} (expected accept or reject)"),
+                ))
+            }
         });
     }
     reject_unknown(&obj, "label")?;
@@ -251,7 +273,8 @@ pub fn to_byte_offset(text: &str, cp: usize) -> Option<usize> {
 
 /// The code-point offset of byte offset `byte` in `text` (which must be a char boundary).
 pub fn to_codepoint(text: &str, byte: usize) -> usize {
-    text.get(..byte).map_or_else(|| text.chars().count(), |s| s.chars().count())
+    text.get(..byte)
+        .map_or_else(|| text.chars().count(), |s| s.chars().count())
 }
 
 fn offset_u32(b: usize) -> Result<u32> {
@@ -280,13 +303,17 @@ fn number(v: Value, what: &str) -> Result<f64> {
 }
 
 fn boolean(v: Value, what: &str) -> Result<bool> {
-    v.as_bool().ok_or_else(|| Error::invalid(what, format!("expected true or false, got {v}")))
+    v.as_bool()
+        .ok_or_else(|| Error::invalid(what, format!("expected true or false, got {v}")))
 }
 
 fn array(v: Value, what: &str) -> Result<Vec<Value>> {
     match v {
         Value::Array(a) => Ok(a),
-        other => Err(Error::invalid(format!("answers.{what}"), format!("expected a list, got {other}"))),
+        other => Err(Error::invalid(
+            format!("answers.{what}"),
+            format!("expected a list, got {other}"),
+        )),
     }
 }
 
@@ -307,17 +334,25 @@ fn class_of(o: &mut Map<String, Value>, job: &str) -> Result<String> {
 fn index(o: &mut Map<String, Value>, key: &str, job: &str) -> Result<usize> {
     match o.remove(key).and_then(|v| v.as_u64()) {
         Some(n) => usize::try_from(n).map_err(|_| Error::invalid(format!("{key} in answers.{job}"), "too large")),
-        None => Err(Error::invalid(format!("span of answers.{job}"), format!("{key:?} must be a non-negative integer"))),
+        None => Err(Error::invalid(
+            format!("span of answers.{job}"),
+            format!("{key:?} must be a non-negative integer"),
+        )),
     }
 }
 
 fn opt_score(o: &mut Map<String, Value>, job: &str) -> Result<Option<f32>> {
-    o.remove("score").map(|v| number(v, &format!("score in answers.{job}")).map(|n| n as f32)).transpose()
+    o.remove("score")
+        .map(|v| number(v, &format!("score in answers.{job}")).map(|n| n as f32))
+        .transpose()
 }
 
 fn dimension(obj: &mut Map<String, Value>, key: &str) -> Result<u32> {
     match obj.remove(key).and_then(|v| v.as_u64()) {
         Some(n) => u32::try_from(n).map_err(|_| Error::invalid(key, format!("{n} is too large"))),
-        None => Err(Error::invalid(key, "an image needs a non-negative integer width and height")),
+        None => Err(Error::invalid(
+            key,
+            "an image needs a non-negative integer width and height",
+        )),
     }
 }

@@ -22,8 +22,8 @@ use crate::db::{validate_new_asset, Db};
 use crate::error::{Error, Result};
 use crate::project::{JobKind, Project};
 
-pub use jsonl::{parse_line as parse_jsonl_line, to_byte_offset, to_codepoint};
 pub(crate) use conll::records as conll_records;
+pub use jsonl::{parse_line as parse_jsonl_line, to_byte_offset, to_codepoint};
 
 /// An input format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,9 @@ impl Db {
             cause,
         };
         let file = File::open(path).map_err(io)?;
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         self.import_reader(actor, project, BufReader::new(file), &name, options, progress)
     }
 
@@ -197,7 +199,13 @@ impl Db {
         Ok(report)
     }
 
-    fn write_batch(&self, project: &Project, actor: &str, batch: &mut Vec<NewAsset>, report: &mut ImportReport) -> Result<()> {
+    fn write_batch(
+        &self,
+        project: &Project,
+        actor: &str,
+        batch: &mut Vec<NewAsset>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -221,13 +229,25 @@ fn conll_job<'p>(project: &'p Project, job: Option<&str>) -> Result<&'p str> {
     match job {
         Some(name) => match project.schema.job(name) {
             Some(j) if j.kind == JobKind::Spans => Ok(&j.name),
-            Some(j) => Err(Error::invalid("--job", format!("job {name:?} is a {} job, CoNLL needs a spans job", j.kind.as_str()))),
-            None => Err(Error::invalid("--job", format!("project {:?} has no job {name:?}", project.name))),
+            Some(j) => Err(Error::invalid(
+                "--job",
+                format!("job {name:?} is a {} job, CoNLL needs a spans job", j.kind.as_str()),
+            )),
+            None => Err(Error::invalid(
+                "--job",
+                format!("project {:?} has no job {name:?}", project.name),
+            )),
         },
         None => match spans.as_slice() {
             [one] => Ok(one),
-            [] => Err(Error::invalid("--job", format!("project {:?} has no spans job for CoNLL tags", project.name))),
-            _ => Err(Error::invalid("--job", format!("project {:?} has several spans jobs; name one", project.name))),
+            [] => Err(Error::invalid(
+                "--job",
+                format!("project {:?} has no spans job for CoNLL tags", project.name),
+            )),
+            _ => Err(Error::invalid(
+                "--job",
+                format!("project {:?} has several spans jobs; name one", project.name),
+            )),
         },
     }
 }

@@ -123,7 +123,8 @@ pub(crate) fn derive(asset: &Asset, history: &[Label]) -> Entry {
             }
         }
         for (job, top) in &per_job {
-            e.nums.insert(NumKey::Score(kind, Some(job.to_string())), f64::from(*top));
+            e.nums
+                .insert(NumKey::Score(kind, Some(job.to_string())), f64::from(*top));
         }
         if let Some(min) = per_job.values().copied().reduce(f32::min) {
             e.nums.insert(NumKey::Score(kind, None), f64::from(min));

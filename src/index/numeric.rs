@@ -106,7 +106,10 @@ mod tests {
         }
         let (sure, boundary) = ix.range(CmpOp::Lt, 0.5);
         assert_eq!(sure.iter().collect::<Vec<_>>(), vec![1]);
-        assert!(boundary.is_empty(), "0.5 starts its bucket, so nothing in it is below 0.5");
+        assert!(
+            boundary.is_empty(),
+            "0.5 starts its bucket, so nothing in it is below 0.5"
+        );
         let (sure, boundary) = ix.range(CmpOp::Ge, 0.5);
         assert_eq!(sure.iter().collect::<Vec<_>>(), vec![4]);
         assert_eq!(boundary.iter().collect::<Vec<_>>(), vec![2, 3]);

@@ -86,9 +86,13 @@ impl TextIndex {
     /// which case the caller rebuilds).
     pub(crate) fn open(dir: &Path) -> Result<(TextIndex, Option<Seq>)> {
         let (schema, asset, content) = schema();
-        let opened = std::fs::create_dir_all(dir)
+        let opened = std::fs::create_dir_all(dir).map_err(text_error).and_then(|_| {
+            Index::open_or_create(
+                tantivy::directory::MmapDirectory::open(dir).map_err(text_error)?,
+                schema.clone(),
+            )
             .map_err(text_error)
-            .and_then(|_| Index::open_or_create(tantivy::directory::MmapDirectory::open(dir).map_err(text_error)?, schema.clone()).map_err(text_error));
+        });
         let (index, usable) = match opened {
             Ok(index) => (index, true),
             Err(_) => {
@@ -107,12 +111,20 @@ impl TextIndex {
                 .build(),
         );
         let seq = if usable {
-            index.load_metas().ok().and_then(|m| m.payload).and_then(|p| p.parse::<Seq>().ok())
+            index
+                .load_metas()
+                .ok()
+                .and_then(|m| m.payload)
+                .and_then(|p| p.parse::<Seq>().ok())
         } else {
             None
         };
         let writer = index.writer(WRITER_HEAP).map_err(text_error)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_error)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(text_error)?;
         let t = TextIndex {
             index,
             asset,
@@ -239,7 +251,12 @@ impl TextIndex {
         let mut out = std::collections::BTreeSet::new();
         for segment in searcher.segment_readers() {
             let inverted = segment.inverted_index(self.content).map_err(text_error)?;
-            let mut stream = inverted.terms().range().ge(prefix.as_bytes()).into_stream().map_err(text_error)?;
+            let mut stream = inverted
+                .terms()
+                .range()
+                .ge(prefix.as_bytes())
+                .into_stream()
+                .map_err(text_error)?;
             while stream.advance() {
                 let key = stream.key();
                 if !key.starts_with(prefix.as_bytes()) {
@@ -262,12 +279,18 @@ impl TextIndex {
     /// Assets matching a text query, over the last commit.
     pub(crate) fn matching(&self, q: &TextQuery) -> Result<RoaringBitmap> {
         let query = self.query(q)?;
-        self.reader.searcher().search(&*query, &BitmapCollector).map_err(text_error)
+        self.reader
+            .searcher()
+            .search(&*query, &BitmapCollector)
+            .map_err(text_error)
     }
 
     /// Every asset in the index, over the last commit.
     pub(crate) fn all(&self) -> Result<RoaringBitmap> {
-        self.reader.searcher().search(&AllQuery, &BitmapCollector).map_err(text_error)
+        self.reader
+            .searcher()
+            .search(&AllQuery, &BitmapCollector)
+            .map_err(text_error)
     }
 
     /// The best `limit` assets of `within` by BM25 score for the union of `queries`,
@@ -291,7 +314,11 @@ impl TextIndex {
         let snippets = SnippetGenerator::create(&searcher, &query, self.content).map_err(text_error)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top.into_iter().take(limit) {
-            let col = searcher.segment_reader(addr.segment_ord).fast_fields().u64("asset").map_err(text_error)?;
+            let col = searcher
+                .segment_reader(addr.segment_ord)
+                .fast_fields()
+                .u64("asset")
+                .map_err(text_error)?;
             let Some(id) = col.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()) else {
                 continue;
             };

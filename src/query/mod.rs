@@ -21,7 +21,6 @@ use crate::index::{self, Key, MetaKey, NumKey, ProjectIndex};
 use crate::label::LabelKind;
 use crate::project::Project;
 
-
 /// A set of assets of one project: the result of a filter.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AssetSet(RoaringBitmap);
@@ -164,7 +163,11 @@ impl Db {
             let shown: RoaringBitmap = hits.iter().map(|h| h.asset.0).collect();
             for id in (&set.0 - &shown).iter().take(limit - hits.len()) {
                 let snippet = text_of(AssetId(id))?.chars().take(150).collect();
-                hits.push(Hit { asset: AssetId(id), score: 0.0, snippet });
+                hits.push(Hit {
+                    asset: AssetId(id),
+                    score: 0.0,
+                    snippet,
+                });
             }
         }
         Ok((set.len(), hits))
@@ -220,7 +223,12 @@ impl Db {
                 if !full(&out) {
                     // Assets without a value come last, by id.
                     let rest = &set.0 - &covered;
-                    out.extend(rest.iter().map(|id| (u64::MAX, id)).filter(|k| past(*k)).take(limit + 1));
+                    out.extend(
+                        rest.iter()
+                            .map(|id| (u64::MAX, id))
+                            .filter(|k| past(*k))
+                            .take(limit + 1),
+                    );
                 }
             }
         }
@@ -456,4 +464,3 @@ fn num_key(field: &NumField) -> Result<NumKey> {
         NumField::Labels => NumKey::Labels,
     })
 }
-

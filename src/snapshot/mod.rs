@@ -290,7 +290,10 @@ impl Db {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Storage("a snapshot reader thread panicked".into()))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Storage("a snapshot reader thread panicked".into())))
+                })
                 .collect()
         });
         let mut rows = Vec::with_capacity(ids.len());
@@ -328,10 +331,16 @@ impl Db {
         let project = self.project(project)?;
         self.write(|txn| {
             if txn.store().contains(&keys::snapshot(project.id, name))? {
-                return Err(Error::invalid("snapshot name", format!("{name:?} already exists in {:?}", project.name)));
+                return Err(Error::invalid(
+                    "snapshot name",
+                    format!("{name:?} already exists in {:?}", project.name),
+                ));
             }
             if txn.store().contains(&keys::snapshot_tag(project.id, name))? {
-                return Err(Error::invalid("snapshot name", format!("{name:?} is a tag in {:?}", project.name)));
+                return Err(Error::invalid(
+                    "snapshot name",
+                    format!("{name:?} is a tag in {:?}", project.name),
+                ));
             }
             let set = self.select(&project.name, filter)?;
             let computed = self.compute_snapshot(set.bitmap(), selection)?;
@@ -392,7 +401,10 @@ impl Db {
                 return Ok(info);
             }
         }
-        Err(Error::invalid("snapshot", format!("no snapshot or tag {name_or_tag:?} in {project:?}")))
+        Err(Error::invalid(
+            "snapshot",
+            format!("no snapshot or tag {name_or_tag:?} in {project:?}"),
+        ))
     }
 
     /// Every snapshot of a project, by name, with the tags that point to each.
@@ -402,7 +414,9 @@ impl Db {
         let prefix = keys::snapshot_tags(p.id);
         for kv in self.inner.store.scan::<String>(&prefix) {
             let (k, name) = kv?;
-            tags.entry(name).or_default().push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+            tags.entry(name)
+                .or_default()
+                .push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
         }
         self.inner
             .store
@@ -422,7 +436,10 @@ impl Db {
         let p = self.project(project)?;
         self.write(|txn| {
             if !txn.store().contains(&keys::snapshot(p.id, name))? {
-                return Err(Error::invalid("snapshot", format!("no snapshot {name:?} in {project:?}")));
+                return Err(Error::invalid(
+                    "snapshot",
+                    format!("no snapshot {name:?} in {project:?}"),
+                ));
             }
             if txn.store().contains(&keys::snapshot(p.id, tag))? {
                 return Err(Error::invalid("tag", format!("{tag:?} is the name of a snapshot")));
@@ -535,7 +552,10 @@ impl Db {
             let answers = match choose(&info.selection, &history[..upto]) {
                 Some((rev, a)) if rev == m.revision => a,
                 _ => {
-                    problems.push(format!("member {:?}: revision {} is not what the selection chooses", asset.external_id, label.id));
+                    problems.push(format!(
+                        "member {:?}: revision {} is not what the selection chooses",
+                        asset.external_id, label.id
+                    ));
                     label.answers.clone()
                 }
             };
@@ -558,7 +578,14 @@ impl Db {
 
     /// Registers a model version as trained on a snapshot, so the lineage of its
     /// predictions reaches that snapshot.
-    pub fn register_model(&self, actor: &str, project: &str, name: &str, version: &str, trained_on: &str) -> Result<ModelInfo> {
+    pub fn register_model(
+        &self,
+        actor: &str,
+        project: &str,
+        name: &str,
+        version: &str,
+        trained_on: &str,
+    ) -> Result<ModelInfo> {
         check_name("actor", actor)?;
         check_name("model name", name)?;
         check_name("model version", version)?;
@@ -567,7 +594,10 @@ impl Db {
         self.write(|txn| {
             let key = keys::model(p.id, name, version);
             if txn.store().contains(&key)? {
-                return Err(Error::invalid("model", format!("{name}@{version} is already registered")));
+                return Err(Error::invalid(
+                    "model",
+                    format!("{name}@{version} is already registered"),
+                ));
             }
             let info = ModelInfo {
                 project: p.id,
@@ -605,7 +635,11 @@ impl Db {
             if !holders.is_empty() {
                 return Err(Error::invalid(
                     "purge",
-                    format!("asset {:?} is held by snapshots {}", asset.external_id, holders.join(", ")),
+                    format!(
+                        "asset {:?} is held by snapshots {}",
+                        asset.external_id,
+                        holders.join(", ")
+                    ),
                 ));
             }
             let history = read_history(txn.store(), id)?;
@@ -633,4 +667,3 @@ impl Db {
         })
     }
 }
-

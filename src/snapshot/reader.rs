@@ -165,7 +165,10 @@ impl Snapshot {
     /// at most one.
     pub fn shard(&self, rank: usize, world_size: usize) -> Result<Snapshot> {
         if world_size == 0 || rank >= world_size {
-            return Err(Error::invalid("shard", format!("rank {rank} of world size {world_size}")));
+            return Err(Error::invalid(
+                "shard",
+                format!("rank {rank} of world size {world_size}"),
+            ));
         }
         let p = self.positions().into_iter().skip(rank).step_by(world_size).collect();
         Ok(self.with_view(p))
@@ -177,10 +180,16 @@ impl Snapshot {
     pub fn split(&self, name: &str, ratios: &[(&str, f64)]) -> Result<Snapshot> {
         let total: f64 = ratios.iter().map(|r| r.1).sum();
         if ratios.iter().any(|r| !r.1.is_finite() || r.1 < 0.0) || total <= 0.0 {
-            return Err(Error::invalid("split ratios", "must be non-negative and add up to more than 0"));
+            return Err(Error::invalid(
+                "split ratios",
+                "must be non-negative and add up to more than 0",
+            ));
         }
         let Some(which) = ratios.iter().position(|r| r.0 == name) else {
-            return Err(Error::invalid("split", format!("{name:?} is not one of the ratios' names")));
+            return Err(Error::invalid(
+                "split",
+                format!("{name:?} is not one of the ratios' names"),
+            ));
         };
         let lo: f64 = ratios[..which].iter().map(|r| r.1).sum::<f64>() / total;
         let hi: f64 = lo + ratios[which].1 / total;

@@ -18,7 +18,9 @@ pub(crate) const RECORD_VERSION: u8 = 1;
 const OVERHEAD: usize = 1 + 4;
 
 fn options() -> impl Options {
-    bincode::DefaultOptions::new().with_varint_encoding().reject_trailing_bytes()
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .reject_trailing_bytes()
 }
 
 /// Encodes a record.
@@ -55,7 +57,9 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T>
     let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
     let actual = crc32fast::hash(body);
     if stored != actual {
-        return Err(corrupt(format!("crc32 mismatch (stored {stored:08x}, computed {actual:08x})")));
+        return Err(corrupt(format!(
+            "crc32 mismatch (stored {stored:08x}, computed {actual:08x})"
+        )));
     }
     if body[0] != RECORD_VERSION {
         return Err(corrupt(format!("unknown record version {}", body[0])));
@@ -82,7 +86,10 @@ mod tests {
                 let mut damaged = bytes.clone();
                 damaged[i] ^= 1 << bit;
                 let r: Result<(u32, String, Vec<f32>)> = decode(b"\x03k", &damaged);
-                assert!(matches!(r, Err(Error::Corruption { .. })), "flip at byte {i} bit {bit} not detected");
+                assert!(
+                    matches!(r, Err(Error::Corruption { .. })),
+                    "flip at byte {i} bit {bit} not detected"
+                );
             }
         }
     }

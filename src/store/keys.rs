@@ -190,7 +190,8 @@ fn push_str(k: &mut Vec<u8>, s: &str) {
 
 /// Reads a big-endian u32 at `at`, if the key is long enough.
 pub(crate) fn u32_at(key: &[u8], at: usize) -> Option<u32> {
-    key.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    key.get(at..at + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Reads a big-endian u64 at `at`, if the key is long enough.
@@ -218,7 +219,11 @@ pub(crate) fn describe(key: &[u8]) -> String {
         tag::PROJECT => format!("project/{}", id32()),
         tag::PROJECT_NAME => format!("project-name/{}", String::from_utf8_lossy(rest)),
         tag::ASSET => format!("asset/{}", id32()),
-        tag::EXTERNAL => format!("external/{}/{}", id32(), String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))),
+        tag::EXTERNAL => format!(
+            "external/{}/{}",
+            id32(),
+            String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))
+        ),
         tag::LABEL => match u64_at(key, 1) {
             Some(v) => format!("label/{}", LabelId(v)),
             None => format!("label/{}", hex(rest)),
@@ -229,10 +234,22 @@ pub(crate) fn describe(key: &[u8]) -> String {
         tag::SOURCE_LABEL => format!("source-label/{}", hex(rest)),
         tag::INDEX_HEAD => "index-checkpoint".into(),
         tag::INDEX_CHUNK => format!("index-chunk/{}", id32()),
-        tag::SNAPSHOT => format!("snapshot/{}/{}", id32(), String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))),
-        tag::SNAPSHOT_CHUNK => format!("snapshot-chunk/{}/{}", id32(), u32_at(key, 5).map_or_else(|| hex(rest), |v| v.to_string())),
+        tag::SNAPSHOT => format!(
+            "snapshot/{}/{}",
+            id32(),
+            String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))
+        ),
+        tag::SNAPSHOT_CHUNK => format!(
+            "snapshot-chunk/{}/{}",
+            id32(),
+            u32_at(key, 5).map_or_else(|| hex(rest), |v| v.to_string())
+        ),
         tag::SNAPSHOT_MEMBERS => format!("snapshot-members/{}", id32()),
-        tag::SNAPSHOT_TAG => format!("snapshot-tag/{}/{}", id32(), String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))),
+        tag::SNAPSHOT_TAG => format!(
+            "snapshot-tag/{}/{}",
+            id32(),
+            String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))
+        ),
         tag::MODEL => format!("model/{}/{}", id32(), hex(rest.get(4..).unwrap_or(&[]))),
         other => format!("unknown-tag-{other:02x}/{}", hex(rest)),
     }

@@ -117,7 +117,10 @@ impl Store {
     }
 
     /// Decoded records under a prefix, in key order.
-    pub(crate) fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, T)>> {
+    pub(crate) fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, T)>> {
         self.db.scan_prefix(prefix).map(|kv| {
             let (k, v) = kv?;
             let t = codec::decode(&k, &v)?;
@@ -131,7 +134,11 @@ impl Store {
     }
 
     /// Decoded records in `[start, end)`, in key order.
-    pub(crate) fn range<T: DeserializeOwned>(&self, start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, T)>> {
+    pub(crate) fn range<T: DeserializeOwned>(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, T)>> {
         self.db.range(start.to_vec()..end.to_vec()).map(|kv| {
             let (k, v) = kv?;
             let t = codec::decode(&k, &v)?;
@@ -168,7 +175,11 @@ impl Store {
     /// Writes an index checkpoint (already encoded) as chunks plus a head, in one batch,
     /// removing the chunks of a longer previous checkpoint.
     pub(crate) fn write_checkpoint(&self, bytes: &[u8]) -> Result<()> {
-        let old = self.get::<ChunkedHead>(&keys::index_head()).ok().flatten().map_or(0, |h| h.chunks);
+        let old = self
+            .get::<ChunkedHead>(&keys::index_head())
+            .ok()
+            .flatten()
+            .map_or(0, |h| h.chunks);
         let mut b = Batch::default();
         let mut n = 0u32;
         for chunk in bytes.chunks(CHUNK) {
