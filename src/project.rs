@@ -140,10 +140,13 @@ impl Schema {
                 "multi-classification" | "multiclass" => JobKind::Classification { multi: true },
                 "spans" | "ner" | "entities" => JobKind::Spans,
                 "boxes" | "objects" | "bbox" => JobKind::Boxes,
-                other => return Err(Error::InvalidSchema(format!(
-                    "job {:?}: unknown kind {other:?} (expected classification, multi-classification, spans or boxes)",
-                    j.name
-                ))),
+                other => {
+                    let expected = "classification, multi-classification, spans or boxes";
+                    let name = &j.name;
+                    return Err(Error::InvalidSchema(format!(
+                        "job {name:?}: unknown kind {other:?} (expected {expected})"
+                    )));
+                }
             };
             jobs.push(Job {
                 name: j.name,
