@@ -278,11 +278,12 @@ impl TextIndex {
 
     /// Assets matching a text query, over the last commit.
     pub(crate) fn matching(&self, q: &TextQuery) -> Result<RoaringBitmap> {
-        let query = self.query(q)?;
-        self.reader
-            .searcher()
-            .search(&*query, &BitmapCollector)
-            .map_err(text_error)
+        self.matching_query(&*self.query(q)?)
+    }
+
+    /// Assets matching a tantivy query, over the last commit.
+    pub(crate) fn matching_query(&self, query: &dyn Query) -> Result<RoaringBitmap> {
+        self.reader.searcher().search(query, &BitmapCollector).map_err(text_error)
     }
 
     /// Every asset in the index, over the last commit.

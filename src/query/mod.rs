@@ -413,6 +413,12 @@ impl Eval<'_> {
                 sure
             }
             Filter::Text(t) => self.db.inner.text.matching(t)? & &self.index.all,
+            // A subtree of text filters only is one tantivy query: posting lists are
+            // intersected there, and only the matches become bitmap entries.
+            Filter::And(..) | Filter::Or(..) if is_text_only(f) => {
+                let query = self.text_query(f)?;
+                self.db.inner.text.matching_query(&*query)? & &self.index.all
+            }
             Filter::And(a, b) => {
                 let mut l = self.eval(a)?;
                 if l.is_empty() {
@@ -429,6 +435,35 @@ impl Eval<'_> {
                 l
             }
             Filter::Not(inner) => &self.index.all - self.eval(inner)?,
+        })
+    }
+}
+
+/// Whether a filter is made of text filters, AND and OR only.
+fn is_text_only(f: &Filter) -> bool {
+    match f {
+        Filter::Text(_) => true,
+        Filter::And(a, b) | Filter::Or(a, b) => is_text_only(a) && is_text_only(b),
+        _ => false,
+    }
+}
+
+impl Eval<'_> {
+    /// The tantivy query of a text-only filter (see [`is_text_only`]).
+    fn text_query(&self, f: &Filter) -> Result<Box<dyn tantivy::query::Query>> {
+        use tantivy::query::{BooleanQuery, Occur};
+        let text = &self.db.inner.text;
+        Ok(match f {
+            Filter::Text(t) => text.query(t)?,
+            Filter::And(a, b) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, self.text_query(a)?),
+                (Occur::Must, self.text_query(b)?),
+            ])),
+            Filter::Or(a, b) => Box::new(BooleanQuery::new(vec![
+                (Occur::Should, self.text_query(a)?),
+                (Occur::Should, self.text_query(b)?),
+            ])),
+            _ => return Err(Error::invalid("query", "not a text-only filter")),
         })
     }
 }
