@@ -780,6 +780,7 @@ impl Db {
                     before: None,
                     after: Some(index::derive(&asset, &stored)),
                 });
+                // A new asset has no document to delete first.
                 txn.text_ops.extend(TextOp::for_asset(&asset));
                 report.added.push(id);
             }

@@ -38,15 +38,18 @@ pub const MAX_COMPLETIONS: usize = 100_000;
 /// A change to the text index.
 #[derive(Clone, Debug)]
 pub(crate) enum TextOp {
-    Add(AssetId, String),
+    /// Add the asset's document. The caller deletes any previous one first: a new asset
+    /// has none, so the common case pays no delete.
+    Insert(AssetId, String),
     Delete(AssetId),
 }
 
 impl TextOp {
-    /// The op that makes the index agree with an asset's current state.
+    /// The insert that makes the index agree with an asset's current state, after a
+    /// delete of its old document (if it may have one).
     pub(crate) fn for_asset(a: &Asset) -> Option<TextOp> {
         match &a.content {
-            Content::Text(t) if !a.deleted => Some(TextOp::Add(a.id, t.clone())),
+            Content::Text(t) if !a.deleted => Some(TextOp::Insert(a.id, t.clone())),
             _ => None,
         }
     }
@@ -144,8 +147,7 @@ impl TextIndex {
             let w = self.writer.lock();
             for op in ops {
                 match op {
-                    TextOp::Add(id, text) => {
-                        w.delete_term(Term::from_field_u64(self.asset, u64::from(id.0)));
+                    TextOp::Insert(id, text) => {
                         w.add_document(doc!(self.asset => u64::from(id.0), self.content => text.as_str()))
                             .map_err(text_error)?;
                     }
