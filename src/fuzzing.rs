@@ -31,7 +31,11 @@ pub fn decode_record(bytes: &[u8]) {
             // Compared as bytes, so that a NaN float still compares equal to itself.
             let canonical = codec::encode(&v);
             let again: T = codec::decode(b"\x03fuzz", &canonical).expect("an encoded record decodes");
-            assert_eq!(codec::encode(&again), canonical, "a record must survive encode and decode");
+            assert_eq!(
+                codec::encode(&again),
+                canonical,
+                "a record must survive encode and decode"
+            );
         }
     }
     one::<Asset>(bytes);

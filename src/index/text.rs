@@ -285,7 +285,10 @@ impl TextIndex {
 
     /// Assets matching a tantivy query, over the last commit.
     pub(crate) fn matching_query(&self, query: &dyn Query) -> Result<RoaringBitmap> {
-        self.reader.searcher().search(query, &BitmapCollector).map_err(text_error)
+        self.reader
+            .searcher()
+            .search(query, &BitmapCollector)
+            .map_err(text_error)
     }
 
     /// Every asset in the index, over the last commit.

@@ -7,6 +7,7 @@
 mod ast;
 mod parser;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
@@ -115,7 +116,7 @@ impl Db {
             index: p,
             uses_deleted: false,
         };
-        let mut out = ev.eval(filter)?;
+        let mut out = ev.eval(filter)?.into_owned();
         if !ev.uses_deleted {
             if let Some(deleted) = p.bitmap(&Key::Deleted) {
                 out -= deleted;
@@ -347,9 +348,13 @@ struct Eval<'a> {
     uses_deleted: bool,
 }
 
-impl Eval<'_> {
-    fn bitmap(&self, key: &Key) -> RoaringBitmap {
-        self.index.bitmap(key).cloned().unwrap_or_default()
+impl<'a> Eval<'a> {
+    /// A leaf's bitmap, borrowed from the index (no copy).
+    fn bitmap(&self, key: &Key) -> Cow<'a, RoaringBitmap> {
+        match self.index.bitmap(key) {
+            Some(bm) => Cow::Borrowed(bm),
+            None => Cow::Owned(RoaringBitmap::new()),
+        }
     }
 
     /// Union of the bitmaps of the `name@version` keys that `spec` names: exactly, or by
@@ -365,9 +370,9 @@ impl Eval<'_> {
         out
     }
 
-    fn eval(&mut self, f: &Filter) -> Result<RoaringBitmap> {
+    fn eval(&mut self, f: &Filter) -> Result<Cow<'a, RoaringBitmap>> {
         Ok(match f {
-            Filter::All => self.index.all.clone(),
+            Filter::All => Cow::Borrowed(&self.index.all),
             Filter::Status(s) => self.bitmap(&Key::Status(*s)),
             Filter::Class { kind, job, class } => {
                 let j = self.project.schema.job(job).ok_or_else(|| {
@@ -379,14 +384,14 @@ impl Eval<'_> {
                 self.bitmap(&Key::Class(*kind, job.clone(), class.clone()))
             }
             Filter::Author(a) => self.bitmap(&Key::Author(a.clone())),
-            Filter::Model(m) => self.versioned(m, |k| match k {
+            Filter::Model(m) => Cow::Owned(self.versioned(m, |k| match k {
                 Key::Model(n) => Some(n),
                 _ => None,
-            }),
-            Filter::Rule(r) => self.versioned(r, |k| match k {
+            })),
+            Filter::Rule(r) => Cow::Owned(self.versioned(r, |k| match k {
                 Key::Rule(n) => Some(n),
                 _ => None,
-            }),
+            })),
             Filter::Meta { key, value } => self.bitmap(&Key::Meta(key.clone(), MetaKey::of(value))),
             Filter::Honeypot => self.bitmap(&Key::Honeypot),
             Filter::Deleted => {
@@ -397,10 +402,10 @@ impl Eval<'_> {
                 let key = num_key(field)?;
                 if value.is_nan() {
                     // Nothing compares true with NaN.
-                    return Ok(RoaringBitmap::new());
+                    return Ok(Cow::Owned(RoaringBitmap::new()));
                 }
                 let Some(nums) = self.index.nums.get(&key) else {
-                    return Ok(RoaringBitmap::new());
+                    return Ok(Cow::Owned(RoaringBitmap::new()));
                 };
                 let (mut sure, boundary) = nums.range(*op, *value);
                 for id in &boundary {
@@ -410,31 +415,31 @@ impl Eval<'_> {
                         }
                     }
                 }
-                sure
+                Cow::Owned(sure)
             }
-            Filter::Text(t) => self.db.inner.text.matching(t)? & &self.index.all,
+            Filter::Text(t) => Cow::Owned(self.db.inner.text.matching(t)? & &self.index.all),
             // A subtree of text filters only is one tantivy query: posting lists are
             // intersected there, and only the matches become bitmap entries.
             Filter::And(..) | Filter::Or(..) if is_text_only(f) => {
                 let query = self.text_query(f)?;
-                self.db.inner.text.matching_query(&*query)? & &self.index.all
+                Cow::Owned(self.db.inner.text.matching_query(&*query)? & &self.index.all)
             }
-            Filter::And(a, b) => {
-                let mut l = self.eval(a)?;
-                if l.is_empty() {
-                    // Still evaluate the right side for its errors and `deleted` mention.
-                    self.eval(b)?;
-                    return Ok(l);
+            // `x AND NOT y` is a difference: no complement of y is ever built.
+            Filter::And(a, b) => match (a.as_ref(), b.as_ref()) {
+                (x, Filter::Not(y)) | (Filter::Not(y), x) => {
+                    let (l, r) = (self.eval(x)?, self.eval(y)?);
+                    Cow::Owned(l.as_ref() - r.as_ref())
                 }
-                l &= self.eval(b)?;
-                l
-            }
+                _ => {
+                    let (l, r) = (self.eval(a)?, self.eval(b)?);
+                    Cow::Owned(l.as_ref() & r.as_ref())
+                }
+            },
             Filter::Or(a, b) => {
-                let mut l = self.eval(a)?;
-                l |= self.eval(b)?;
-                l
+                let (l, r) = (self.eval(a)?, self.eval(b)?);
+                Cow::Owned(l.as_ref() | r.as_ref())
             }
-            Filter::Not(inner) => &self.index.all - self.eval(inner)?,
+            Filter::Not(inner) => Cow::Owned(&self.index.all - self.eval(inner)?.as_ref()),
         })
     }
 }
