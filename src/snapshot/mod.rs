@@ -254,25 +254,69 @@ struct Computed {
 }
 
 impl Db {
-    /// The rows of the assets in `ids` that the selection chooses a label for.
+    /// The rows of the assets in `ids` (ascending) that the selection chooses a label
+    /// for. A dense id range is read with two sequential scans (assets and labels, a
+    /// merge join); sparse ids with point reads.
     fn snapshot_rows(&self, ids: &[u32], selection: &Selection) -> Result<Vec<Row>> {
         let mut rows = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let id = AssetId(id);
-            let asset: Asset = self.asset(id)?;
-            let history = read_history(&self.inner.store, id)?;
-            let Some((revision, answers)) = choose(selection, &history) else {
+        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            return Ok(rows);
+        };
+        let mut push = |asset: Asset, history: &[Label]| {
+            if let Some((revision, answers)) = choose(selection, history) {
+                let bytes = answers_bytes(&answers);
+                let member = Member {
+                    asset: asset.id.0,
+                    revision,
+                    answers_hash: hash64(&bytes),
+                    split_hash: split_hash(&asset.external_id),
+                    upto: asset.revisions,
+                };
+                rows.push((asset.external_id, member, asset.digest, bytes));
+            }
+        };
+        let span = u64::from(last - first) + 1;
+        if (ids.len() as u64) * 4 < span {
+            for &id in ids {
+                let id = AssetId(id);
+                push(self.asset(id)?, &read_history(&self.inner.store, id)?);
+            }
+            return Ok(rows);
+        }
+        let store = &self.inner.store;
+        let end = |k: Vec<u8>| if last == u32::MAX { vec![k[0] + 1] } else { k };
+        let asset_end = end(keys::asset(AssetId(last.wrapping_add(1))));
+        let label_end = end(keys::labels_of(AssetId(last.wrapping_add(1))));
+        let mut labels = store
+            .range::<Label>(&keys::labels_of(AssetId(first)), &label_end)
+            .peekable();
+        let mut wanted = ids.iter().copied().peekable();
+        let mut history = Vec::new();
+        for kv in store.range::<Asset>(&keys::asset(AssetId(first)), &asset_end) {
+            let (_, asset) = kv?;
+            while wanted.next_if(|w| *w < asset.id.0).is_some() {}
+            if wanted.next_if_eq(&asset.id.0).is_none() {
                 continue;
-            };
-            let bytes = answers_bytes(&answers);
-            let member = Member {
-                asset: id.0,
-                revision,
-                answers_hash: hash64(&bytes),
-                split_hash: split_hash(&asset.external_id),
-                upto: asset.revisions,
-            };
-            rows.push((asset.external_id, member, asset.digest, bytes));
+            }
+            history.clear();
+            while let Some(next) = labels.peek() {
+                match next {
+                    Ok((_, l)) if l.asset() > asset.id => break,
+                    Ok(_) => {
+                        if let Some(Ok((_, l))) = labels.next() {
+                            if l.asset() == asset.id {
+                                history.push(l);
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        if let Some(Err(e)) = labels.next() {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            push(asset, &history);
         }
         Ok(rows)
     }
