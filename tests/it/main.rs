@@ -6,6 +6,7 @@
 mod bad_input;
 mod crash;
 mod events;
+mod fuzz_regressions;
 mod import;
 mod model;
 mod model_api;
