@@ -193,17 +193,9 @@ fn spawn_committer(text: Arc<TextIndex>, store: Store, interval: Duration) -> (m
 fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) -> Result<TextIndex> {
     let (text, seq) = TextIndex::open(&TextIndex::dir(path))?;
     let touched = match seq {
-        Some(s) if s <= last_seq => {
-            let mut touched = Some(roaring::RoaringBitmap::new());
-            for kv in store.range::<Event>(&keys::event(s + 1), &[keys::tag::EVENT + 1]) {
-                match (kv, touched.as_mut()) {
-                    (Ok((_, e)), Some(t)) => t.extend(e.action.assets().map(|a| a.0)),
-                    // A damaged event cannot say what it touched: rebuild instead.
-                    _ => touched = None,
-                }
-            }
-            touched.ok_or("a damaged event in the log tail")
-        }
+        Some(s) if s <= last_seq => touched_since(store, s)?
+            .map(|(t, _)| t)
+            .ok_or("a damaged event in the log tail"),
         None if last_seq == 0 => Ok(roaring::RoaringBitmap::new()),
         // The text index commits only after sled is flushed: being ahead means writes that
         // were durable are gone. Say so rather than quietly rebuilding over the loss.
@@ -327,20 +319,12 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
     };
     info.checkpoint_seq = idx.seq;
     if idx.seq < last_seq {
-        let mut touched = roaring::RoaringBitmap::new();
-        for kv in store.range::<Event>(&keys::event(idx.seq + 1), &[keys::tag::EVENT + 1]) {
-            // A damaged event cannot say what it touched: rebuild everything instead.
-            let Ok((_, e)) = kv else {
-                info.rebuilt = Some("a damaged event in the log tail".into());
-                let mut rebuilt = rebuild_indexes(store, last_seq)?;
-                rebuilt.seq = last_seq;
-                return Ok((rebuilt, info));
-            };
-            info.replayed_events += 1;
-            for a in e.action.assets() {
-                touched.insert(a.0);
-            }
-        }
+        // A damaged event cannot say what it touched: rebuild everything instead.
+        let Some((touched, events)) = touched_since(store, idx.seq)? else {
+            info.rebuilt = Some("a damaged event in the log tail".into());
+            return Ok((rebuild_indexes(store, last_seq)?, info));
+        };
+        info.replayed_events = events;
         idx.forget(&touched);
         for id in &touched {
             if let Some((asset, history)) = read_for_index(store, AssetId(id)) {
@@ -350,6 +334,19 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
         idx.seq = last_seq;
     }
     Ok((idx, info))
+}
+
+/// The assets touched by the events after `seq`, and how many events there were;
+/// `None` if one of those events is damaged (it cannot say what it touched).
+fn touched_since(store: &Store, seq: Seq) -> Result<Option<(roaring::RoaringBitmap, u64)>> {
+    let mut touched = roaring::RoaringBitmap::new();
+    let mut events = 0;
+    for kv in store.range::<Event>(&keys::event(seq + 1), &[keys::tag::EVENT + 1]) {
+        let Ok((_, e)) = kv else { return Ok(None) };
+        events += 1;
+        touched.extend(e.action.assets().map(|a| a.0));
+    }
+    Ok(Some((touched, events)))
 }
 
 /// Derives every asset's entry from primary data: one pass over assets and labels.
