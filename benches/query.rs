@@ -513,6 +513,19 @@ fn memory_child(how: &str, path: &Path) -> BoxResult<()> {
             black_box(bytes);
             retained(0)?
         }
+        // What labeldb's open of the full-text index keeps: the index, a 64 MiB writer
+        // and a reader, as `TextIndex::open` makes them.
+        "tantivy" => {
+            let index = tantivy::Index::open_in_dir(path.join("text"))?;
+            let writer: tantivy::IndexWriter = index.writer(64 << 20)?;
+            let reader = index
+                .reader_builder()
+                .reload_policy(tantivy::ReloadPolicy::Manual)
+                .try_into()?;
+            let r = retained(0)?;
+            black_box((&writer, &reader));
+            r
+        }
         other => return Err(format!("unknown memory measurement {other:?}").into()),
     };
     println!("retained {} {} {}", r.rss, r.heap, r.index_memory);
@@ -643,6 +656,7 @@ fn run(n: usize) -> BoxResult<()> {
     let mem_labeldb = measure_memory("labeldb", &db_path)?;
     let mem_sled = measure_memory("sled", &copy)?;
     let mem_sled_ckpt = measure_memory("sled+checkpoint", &copy)?;
+    let mem_tantivy = measure_memory("tantivy", &db_path)?;
     let index_memory = mem_labeldb.index_memory;
 
     let db = Db::open(&db_path)?;
@@ -804,22 +818,36 @@ fn run(n: usize) -> BoxResult<()> {
         ("VmRSS", (|r: &Retained| r.rss) as fn(&Retained) -> u64),
         ("live heap", |r| r.heap),
     ] {
-        let (l, s, sc) = (get(&mem_labeldb), get(&mem_sled), get(&mem_sled_ckpt));
+        let (l, s, sc, t) = (
+            get(&mem_labeldb),
+            get(&mem_sled),
+            get(&mem_sled_ckpt),
+            get(&mem_tantivy),
+        );
         let extra = l.saturating_sub(sc);
+        let bitmaps = extra.saturating_sub(t);
         println!(
             "  {what} retained by a fresh open: labeldb {:.1} MiB, raw sled {:.1} MiB, raw sled + checkpoint reads \
-             {:.1} MiB; labeldb - (sled + checkpoint) = {:.1} MiB = {:.1} bytes/asset",
+             {:.1} MiB, tantivy open {:.1} MiB; labeldb - (sled + checkpoint) = {:.1} MiB = {:.1} bytes/asset; \
+             minus tantivy = {:.1} MiB = {:.1} bytes/asset",
             mib(l),
             mib(s),
             mib(sc),
+            mib(t),
             mib(extra),
-            per_asset(extra)
+            per_asset(extra),
+            mib(bitmaps),
+            per_asset(bitmaps)
         );
     }
     Ok(())
 }
 
 fn main() {
+    // SAFETY: called first, before any bitmap exists; from here CRoaring allocates
+    // through Rust's global allocator (the counting one above), so its bitmaps are
+    // counted in the memory figures.
+    unsafe { croaring::configure_rust_alloc() };
     if let Ok(spec) = std::env::var(MEMORY_ENV) {
         let result = match spec.split_once(':') {
             Some((how, path)) => memory_child(how, Path::new(path)),

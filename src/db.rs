@@ -196,7 +196,7 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
         Some(s) if s <= last_seq => touched_since(store, s)?
             .map(|(t, _)| t)
             .ok_or("a damaged event in the log tail"),
-        None if last_seq == 0 => Ok(roaring::RoaringBitmap::new()),
+        None if last_seq == 0 => Ok(croaring::Bitmap::new()),
         // The text index commits only after sled is flushed: being ahead means writes that
         // were durable are gone. Say so rather than quietly rebuilding over the loss.
         Some(s) => {
@@ -213,7 +213,7 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
     match touched {
         Ok(touched) => {
             let mut ops = Vec::new();
-            for id in &touched {
+            for id in touched.iter() {
                 let id = AssetId(id);
                 ops.push(TextOp::Delete(id));
                 if let Some((asset, _)) = read_for_index(store, id) {
@@ -326,7 +326,7 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
         };
         info.replayed_events = events;
         idx.forget(&touched);
-        for id in &touched {
+        for id in touched.iter() {
             if let Some((asset, history)) = read_for_index(store, AssetId(id)) {
                 idx.add(asset.project, asset.id, &index::derive(&asset, &history));
             }
@@ -338,8 +338,8 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
 
 /// The assets touched by the events after `seq`, and how many events there were;
 /// `None` if one of those events is damaged (it cannot say what it touched).
-fn touched_since(store: &Store, seq: Seq) -> Result<Option<(roaring::RoaringBitmap, u64)>> {
-    let mut touched = roaring::RoaringBitmap::new();
+fn touched_since(store: &Store, seq: Seq) -> Result<Option<(croaring::Bitmap, u64)>> {
+    let mut touched = croaring::Bitmap::new();
     let mut events = 0;
     for kv in store.range::<Event>(&keys::event(seq + 1), &[keys::tag::EVENT + 1]) {
         let Ok((_, e)) = kv else { return Ok(None) };

@@ -77,7 +77,7 @@ impl Db {
         let mut seqs: Vec<u64> = Vec::new();
         let mut counters = None;
         let mut snapshots: Vec<SnapshotInfo> = Vec::new();
-        let mut live_text = roaring::RoaringBitmap::new();
+        let mut live_text = croaring::Bitmap::new();
         let mut format = None;
 
         for kv in store.raw() {
@@ -114,7 +114,7 @@ impl Db {
                     if let Some(a) = c.decode::<Asset>(&k, &v) {
                         self.check_asset(&mut c, &k, &a);
                         if crate::index::text::TextOp::for_asset(&a).is_some() {
-                            live_text.insert(a.id.0);
+                            live_text.add(a.id.0);
                         }
                         assets.insert(a.id, (a.project, a.revisions));
                     }
@@ -298,7 +298,7 @@ impl Db {
     }
 
     /// Differences between the text index (after a commit) and the live text assets.
-    fn text_differences(&self, live_text: &roaring::RoaringBitmap) -> Result<Vec<String>> {
+    fn text_differences(&self, live_text: &croaring::Bitmap) -> Result<Vec<String>> {
         let text = &self.inner.text;
         let mut out = Vec::new();
         if let Some(why) = text.broken() {
@@ -310,8 +310,8 @@ impl Db {
         if &indexed != live_text {
             out.push(format!(
                 "text index: {} live text assets missing, {} extra ids",
-                (live_text - &indexed).len(),
-                (&indexed - live_text).len()
+                (live_text - &indexed).cardinality(),
+                (&indexed - live_text).cardinality()
             ));
         }
         Ok(out)

@@ -12,7 +12,7 @@ pub(crate) mod text;
 
 use std::collections::{BTreeMap, HashMap};
 
-use roaring::RoaringBitmap;
+use croaring::{Bitmap, Portable};
 use serde::{Deserialize, Serialize};
 
 use crate::asset::AssetId;
@@ -26,20 +26,20 @@ pub(crate) use numeric::NumIndex;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct ProjectIndex {
     /// Every asset of the project, deleted ones included.
-    pub all: RoaringBitmap,
-    pub bitmaps: HashMap<Key, RoaringBitmap>,
+    pub all: Bitmap,
+    pub bitmaps: HashMap<Key, Bitmap>,
     pub nums: HashMap<NumKey, NumIndex>,
 }
 
 impl ProjectIndex {
-    pub(crate) fn bitmap(&self, key: &Key) -> Option<&RoaringBitmap> {
+    pub(crate) fn bitmap(&self, key: &Key) -> Option<&Bitmap> {
         self.bitmaps.get(key)
     }
 
     fn add(&mut self, id: u32, e: &Entry) {
-        self.all.insert(id);
+        self.all.add(id);
         for k in &e.keys {
-            self.bitmaps.entry(k.clone()).or_default().insert(id);
+            self.bitmaps.entry(k.clone()).or_default().add(id);
         }
         for (k, v) in &e.nums {
             self.nums.entry(k.clone()).or_default().insert(id, *v);
@@ -66,7 +66,7 @@ impl ProjectIndex {
     }
 
     /// Removes a set of assets from every bitmap (replay: their old entries are unknown).
-    fn forget(&mut self, ids: &RoaringBitmap) {
+    fn forget(&mut self, ids: &Bitmap) {
         self.all -= ids;
         self.bitmaps.retain(|_, bm| {
             *bm -= ids;
@@ -83,8 +83,8 @@ impl ProjectIndex {
 
     /// Approximate resident bytes: serialized bitmap sizes plus per-bitmap overhead.
     pub(crate) fn memory(&self) -> usize {
-        self.all.serialized_size()
-            + self.bitmaps.values().map(|b| b.serialized_size() + 64).sum::<usize>()
+        serialized_size(&self.all)
+            + self.bitmaps.values().map(|b| serialized_size(b) + 64).sum::<usize>()
             + self.nums.values().map(NumIndex::memory).sum::<usize>()
     }
 }
@@ -124,7 +124,7 @@ impl Indexes {
         self.projects.entry(project).or_default().add(asset.0, e);
     }
 
-    pub(crate) fn forget(&mut self, ids: &RoaringBitmap) {
+    pub(crate) fn forget(&mut self, ids: &Bitmap) {
         for p in self.projects.values_mut() {
             p.forget(ids);
         }
@@ -136,12 +136,7 @@ impl Indexes {
 
     /// The serializable image of the indexes.
     pub(crate) fn image(&self) -> Image {
-        let ser = |bm: &RoaringBitmap| {
-            let mut v = Vec::with_capacity(bm.serialized_size());
-            // Writing into a Vec cannot fail.
-            let _ = bm.serialize_into(&mut v);
-            v
-        };
+        let ser = to_bytes;
         Image {
             seq: self.seq,
             projects: self
@@ -163,7 +158,7 @@ impl Indexes {
 
     /// Rebuilds indexes from an image; `Err` names what failed to decode.
     pub(crate) fn from_image(image: Image) -> Result<Indexes, String> {
-        let de = |bytes: &[u8]| RoaringBitmap::deserialize_from(bytes).map_err(|e| format!("bad bitmap: {e}"));
+        let de = |bytes: &[u8]| from_bytes(bytes).ok_or_else(|| "bad bitmap".to_string());
         let mut out = Indexes {
             seq: image.seq,
             projects: BTreeMap::new(),
@@ -196,14 +191,14 @@ impl Indexes {
         for id in ids {
             let mine = self.projects.get(id).unwrap_or(&empty);
             let truth = rebuilt.projects.get(id).unwrap_or(&empty);
-            let mut diff = |what: String, a: Option<&RoaringBitmap>, b: Option<&RoaringBitmap>| {
-                let e = RoaringBitmap::new();
+            let mut diff = |what: String, a: Option<&Bitmap>, b: Option<&Bitmap>| {
+                let e = Bitmap::new();
                 let (a, b) = (a.unwrap_or(&e), b.unwrap_or(&e));
                 if a != b {
                     out.push(format!(
                         "index {id} {what}: {} ids missing, {} extra compared with a rebuild",
-                        (b - a).len(),
-                        (a - b).len()
+                        (b - a).cardinality(),
+                        (a - b).cardinality()
                     ));
                 }
             };
@@ -224,6 +219,20 @@ impl Indexes {
         }
         out
     }
+}
+
+/// A bitmap in the portable roaring format (the one every roaring implementation reads).
+pub(crate) fn to_bytes(bm: &Bitmap) -> Vec<u8> {
+    bm.serialize::<Portable>()
+}
+
+/// A bitmap from the portable roaring format; `None` when the bytes are not a valid one.
+pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Bitmap> {
+    Bitmap::try_deserialize::<Portable>(bytes)
+}
+
+pub(crate) fn serialized_size(bm: &Bitmap) -> usize {
+    bm.get_serialized_size_in_bytes::<Portable>()
 }
 
 /// The checkpointed form of [`Indexes`].

@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use roaring::{MultiOps, RoaringBitmap};
+use croaring::Bitmap;
 
 use crate::query::CmpOp;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct NumIndex {
-    pub buckets: BTreeMap<u32, RoaringBitmap>,
+    pub buckets: BTreeMap<u32, Bitmap>,
 }
 
 /// Order-preserving bits of a finite f64 (with -0.0 folded into 0.0).
@@ -38,7 +38,7 @@ fn starts_bucket(v: f64) -> bool {
 
 impl NumIndex {
     pub(crate) fn insert(&mut self, id: u32, v: f64) {
-        self.buckets.entry(bucket(v)).or_default().insert(id);
+        self.buckets.entry(bucket(v)).or_default().add(id);
     }
 
     pub(crate) fn remove(&mut self, id: u32, v: f64) {
@@ -53,25 +53,27 @@ impl NumIndex {
 
     /// Assets whose value surely satisfies `OP value`, and the boundary bucket's assets,
     /// which may or may not.
-    pub(crate) fn range(&self, op: CmpOp, value: f64) -> (RoaringBitmap, RoaringBitmap) {
+    pub(crate) fn range(&self, op: CmpOp, value: f64) -> (Bitmap, Bitmap) {
         let b = bucket(value);
-        let union = |r: (Bound<u32>, Bound<u32>)| -> RoaringBitmap { self.buckets.range(r).map(|(_, bm)| bm).union() };
+        let union = |r: (Bound<u32>, Bound<u32>)| -> Bitmap {
+            Bitmap::fast_or(&self.buckets.range(r).map(|(_, bm)| bm).collect::<Vec<_>>())
+        };
         let sure = match op {
             CmpOp::Lt | CmpOp::Le => union((Bound::Unbounded, Bound::Excluded(b))),
             CmpOp::Gt | CmpOp::Ge => union((Bound::Excluded(b), Bound::Unbounded)),
-            CmpOp::Eq => RoaringBitmap::new(),
+            CmpOp::Eq => Bitmap::new(),
         };
         let boundary = match self.buckets.get(&b) {
             // Below the first value of a bucket: nothing in the bucket is below it.
-            Some(_) if op == CmpOp::Lt && starts_bucket(value) => RoaringBitmap::new(),
+            Some(_) if op == CmpOp::Lt && starts_bucket(value) => Bitmap::new(),
             Some(bm) => bm.clone(),
-            None => RoaringBitmap::new(),
+            None => Bitmap::new(),
         };
         (sure, boundary)
     }
 
     /// Buckets in ascending (or descending) value order.
-    pub(crate) fn ordered(&self, descending: bool) -> Box<dyn Iterator<Item = (u32, &RoaringBitmap)> + '_> {
+    pub(crate) fn ordered(&self, descending: bool) -> Box<dyn Iterator<Item = (u32, &Bitmap)> + '_> {
         let it = self.buckets.iter().map(|(b, bm)| (*b, bm));
         if descending {
             Box::new(it.rev())
@@ -81,7 +83,7 @@ impl NumIndex {
     }
 
     pub(crate) fn memory(&self) -> usize {
-        self.buckets.values().map(|b| b.serialized_size() + 16).sum()
+        self.buckets.values().map(|b| super::serialized_size(b) + 16).sum()
     }
 }
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use croaring::Bitmap;
 use parking_lot::Mutex;
-use roaring::RoaringBitmap;
 use tantivy::collector::{Collector, FilterCollector, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, TermQuery};
@@ -279,12 +279,12 @@ impl TextIndex {
     }
 
     /// Assets matching a text query, over the last commit.
-    pub(crate) fn matching(&self, q: &TextQuery) -> Result<RoaringBitmap> {
+    pub(crate) fn matching(&self, q: &TextQuery) -> Result<Bitmap> {
         self.matching_query(&*self.query(q)?)
     }
 
     /// Assets matching a tantivy query, over the last commit.
-    pub(crate) fn matching_query(&self, query: &dyn Query) -> Result<RoaringBitmap> {
+    pub(crate) fn matching_query(&self, query: &dyn Query) -> Result<Bitmap> {
         self.reader
             .searcher()
             .search(query, &BitmapCollector)
@@ -292,7 +292,7 @@ impl TextIndex {
     }
 
     /// Every asset in the index, over the last commit.
-    pub(crate) fn all(&self) -> Result<RoaringBitmap> {
+    pub(crate) fn all(&self) -> Result<Bitmap> {
         self.reader
             .searcher()
             .search(&AllQuery, &BitmapCollector)
@@ -304,7 +304,7 @@ impl TextIndex {
     pub(crate) fn top(
         &self,
         queries: Vec<Box<dyn Query>>,
-        within: RoaringBitmap,
+        within: Bitmap,
         limit: usize,
         text_of: &dyn Fn(AssetId) -> Result<String>,
     ) -> Result<Vec<(AssetId, f32, String)>> {
@@ -418,17 +418,17 @@ struct BitmapCollector;
 
 struct BitmapSegment {
     column: Column<u64>,
-    out: RoaringBitmap,
+    out: Bitmap,
 }
 
 impl Collector for BitmapCollector {
-    type Fruit = RoaringBitmap;
+    type Fruit = Bitmap;
     type Child = BitmapSegment;
 
     fn for_segment(&self, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<BitmapSegment> {
         Ok(BitmapSegment {
             column: reader.fast_fields().u64("asset")?,
-            out: RoaringBitmap::new(),
+            out: Bitmap::new(),
         })
     }
 
@@ -436,8 +436,8 @@ impl Collector for BitmapCollector {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<RoaringBitmap>) -> tantivy::Result<RoaringBitmap> {
-        let mut out = RoaringBitmap::new();
+    fn merge_fruits(&self, fruits: Vec<Bitmap>) -> tantivy::Result<Bitmap> {
+        let mut out = Bitmap::new();
         for f in fruits {
             out |= f;
         }
@@ -446,15 +446,15 @@ impl Collector for BitmapCollector {
 }
 
 impl SegmentCollector for BitmapSegment {
-    type Fruit = RoaringBitmap;
+    type Fruit = Bitmap;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         if let Some(id) = self.column.first(doc).and_then(|v| u32::try_from(v).ok()) {
-            self.out.insert(id);
+            self.out.add(id);
         }
     }
 
-    fn harvest(self) -> RoaringBitmap {
+    fn harvest(self) -> Bitmap {
         self.out
     }
 }

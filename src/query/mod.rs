@@ -10,7 +10,7 @@ mod parser;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use roaring::RoaringBitmap;
+use croaring::Bitmap;
 
 pub use ast::{CmpOp, Filter, NumField, TextQuery};
 pub use parser::{parse, to_query_string, MAX_NESTING, MAX_OPERATORS};
@@ -24,12 +24,12 @@ use crate::project::Project;
 
 /// A set of assets of one project: the result of a filter.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct AssetSet(RoaringBitmap);
+pub struct AssetSet(Bitmap);
 
 impl AssetSet {
     /// Number of assets.
     pub fn len(&self) -> u64 {
-        self.0.len()
+        self.0.cardinality()
     }
 
     /// Whether it is empty.
@@ -47,7 +47,7 @@ impl AssetSet {
         self.0.iter().map(AssetId)
     }
 
-    pub(crate) fn bitmap(&self) -> &RoaringBitmap {
+    pub(crate) fn bitmap(&self) -> &Bitmap {
         &self.0
     }
 }
@@ -161,7 +161,7 @@ impl Db {
         };
         // Matches that no text part scored (another OR branch, images) follow by id.
         if hits.len() < limit {
-            let shown: RoaringBitmap = hits.iter().map(|h| h.asset.0).collect();
+            let shown: Bitmap = hits.iter().map(|h| h.asset.0).collect();
             for id in (&set.0 - &shown).iter().take(limit - hits.len()) {
                 let snippet = text_of(AssetId(id))?.chars().take(150).collect();
                 hits.push(Hit {
@@ -197,7 +197,7 @@ impl Db {
                 let index = self.inner.index.read();
                 let empty = ProjectIndex::default();
                 let p = index.projects.get(&project.id).unwrap_or(&empty);
-                let mut covered = RoaringBitmap::new();
+                let mut covered = Bitmap::new();
                 if let Some(nums) = p.nums.get(&key) {
                     for (bucket, bm) in nums.ordered(descending) {
                         let hi = bucket_max_key(bucket, descending);
@@ -206,8 +206,8 @@ impl Db {
                         if members.is_empty() || after.is_some_and(|c| hi < c.key) {
                             continue;
                         }
-                        let mut keyed = Vec::with_capacity(members.len() as usize);
-                        for id in &members {
+                        let mut keyed = Vec::with_capacity(members.cardinality() as usize);
+                        for id in members.iter() {
                             let v = self.exact(AssetId(id), &key)?.unwrap_or(f64::NAN);
                             let k = sort_key(v, descending);
                             if past((k, id)) {
@@ -258,7 +258,7 @@ impl Db {
             return Ok(f);
         };
         for (k, bm) in &p.bitmaps {
-            let n = bm.intersection_len(&set.0);
+            let n = bm.and_cardinality(&set.0);
             match k {
                 Key::Status(s) => {
                     f.by_status.insert(*s, n);
@@ -350,17 +350,17 @@ struct Eval<'a> {
 
 impl<'a> Eval<'a> {
     /// A leaf's bitmap, borrowed from the index (no copy).
-    fn bitmap(&self, key: &Key) -> Cow<'a, RoaringBitmap> {
+    fn bitmap(&self, key: &Key) -> Cow<'a, Bitmap> {
         match self.index.bitmap(key) {
             Some(bm) => Cow::Borrowed(bm),
-            None => Cow::Owned(RoaringBitmap::new()),
+            None => Cow::Owned(Bitmap::new()),
         }
     }
 
     /// Union of the bitmaps of the `name@version` keys that `spec` names: exactly, or by
     /// name alone (every version; a name may itself contain `@`).
-    fn versioned(&self, spec: &str, of: fn(&Key) -> Option<&String>) -> RoaringBitmap {
-        let mut out = RoaringBitmap::new();
+    fn versioned(&self, spec: &str, of: fn(&Key) -> Option<&String>) -> Bitmap {
+        let mut out = Bitmap::new();
         for (k, bm) in &self.index.bitmaps {
             let Some(key) = of(k) else { continue };
             if key == spec || key.rsplit_once('@').is_some_and(|(name, _)| name == spec) {
@@ -370,7 +370,7 @@ impl<'a> Eval<'a> {
         out
     }
 
-    fn eval(&mut self, f: &Filter) -> Result<Cow<'a, RoaringBitmap>> {
+    fn eval(&mut self, f: &Filter) -> Result<Cow<'a, Bitmap>> {
         Ok(match f {
             Filter::All => Cow::Borrowed(&self.index.all),
             Filter::Status(s) => self.bitmap(&Key::Status(*s)),
@@ -402,16 +402,16 @@ impl<'a> Eval<'a> {
                 let key = num_key(field)?;
                 if value.is_nan() {
                     // Nothing compares true with NaN.
-                    return Ok(Cow::Owned(RoaringBitmap::new()));
+                    return Ok(Cow::Owned(Bitmap::new()));
                 }
                 let Some(nums) = self.index.nums.get(&key) else {
-                    return Ok(Cow::Owned(RoaringBitmap::new()));
+                    return Ok(Cow::Owned(Bitmap::new()));
                 };
                 let (mut sure, boundary) = nums.range(*op, *value);
-                for id in &boundary {
+                for id in boundary.iter() {
                     if let Some(v) = self.db.exact(AssetId(id), &key)? {
                         if op.holds(v, *value) {
-                            sure.insert(id);
+                            sure.add(id);
                         }
                     }
                 }

@@ -14,7 +14,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use roaring::RoaringBitmap;
+use croaring::Bitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::asset::{Asset, AssetId, Digest};
@@ -249,7 +249,7 @@ type Row = (String, Member, Digest, Vec<u8>);
 /// The computed content of a snapshot: members in external-id order, and its digest.
 struct Computed {
     members: Vec<Member>,
-    bitmap: RoaringBitmap,
+    bitmap: Bitmap,
     digest: Digest,
 }
 
@@ -323,7 +323,7 @@ impl Db {
 
     /// Computes members and digest from the current data, reading the assets on as
     /// many threads as there are cores.
-    fn compute_snapshot(&self, ids: &RoaringBitmap, selection: &Selection) -> Result<Computed> {
+    fn compute_snapshot(&self, ids: &Bitmap, selection: &Selection) -> Result<Computed> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
         let ids: Vec<u32> = ids.iter().collect();
         let per = ids.len().div_ceil(threads).max(1);
@@ -347,10 +347,10 @@ impl Db {
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut h = blake3::Hasher::new();
         h.update(b"labeldb-snapshot-v1\0");
-        let mut bitmap = RoaringBitmap::new();
+        let mut bitmap = Bitmap::new();
         for (ext, m, content, bytes) in &rows {
             digest_member(&mut h, ext, content, bytes);
-            bitmap.insert(m.asset);
+            bitmap.add(m.asset);
         }
         Ok(Computed {
             members: rows.into_iter().map(|r| r.1).collect(),
@@ -410,9 +410,8 @@ impl Db {
             for (n, chunk) in chunks.enumerate() {
                 txn.batch().put(keys::snapshot_chunk(id, n as u32), &chunk);
             }
-            let mut bm = Vec::with_capacity(computed.bitmap.serialized_size());
-            let _ = computed.bitmap.serialize_into(&mut bm);
-            txn.batch().put(keys::snapshot_members(id), &bm);
+            txn.batch()
+                .put(keys::snapshot_members(id), &crate::index::to_bytes(&computed.bitmap));
             txn.batch().put(keys::snapshot(project.id, name), &info);
             txn.event(
                 actor,
@@ -553,9 +552,9 @@ impl Db {
                 key: keys::describe(&key),
                 reason: "missing member bitmap".into(),
             })?;
-            let bm = RoaringBitmap::deserialize_from(&bytes[..]).map_err(|e| Error::Corruption {
+            let bm = crate::index::from_bytes(&bytes).ok_or_else(|| Error::Corruption {
                 key: keys::describe(&key),
-                reason: format!("bad member bitmap: {e}"),
+                reason: "bad member bitmap".into(),
             })?;
             if bm.contains(asset.0) {
                 out.push(info.name);
