@@ -533,7 +533,8 @@ impl Db {
         self.inner.open_info.clone()
     }
 
-    /// Approximate bytes of memory the bitmap indexes occupy.
+    /// Heap bytes the bitmap indexes hold, computed from CRoaring's container statistics
+    /// (containers, their headers and payloads, allocator headers).
     pub fn index_memory(&self) -> usize {
         self.inner.index.read().memory()
     }

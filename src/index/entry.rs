@@ -27,6 +27,9 @@ pub(crate) enum Key {
     Meta(String, MetaKey),
     Honeypot,
     Deleted,
+    /// The latest labels of this kind score exactly this one job. The job's score is
+    /// then the job-less one, and only `NumKey::Score(kind, None)` holds it.
+    ScoredOnly(LabelKind, String),
 }
 
 /// An indexed metadata value.
@@ -50,7 +53,9 @@ impl MetaKey {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) enum NumKey {
     /// Top class score of the latest label of this kind with scores for the job; with
-    /// no job, the lowest of those over the jobs.
+    /// no job, the lowest of those over the jobs. Per-job values are stored only for
+    /// assets with two or more scored jobs (see `Key::ScoredOnly`): most assets have
+    /// one, and two copies of the same index would double its memory.
     Score(LabelKind, Option<String>),
     Priority,
     /// Seconds spent on all human annotation revisions.
@@ -115,20 +120,30 @@ pub(crate) fn derive(asset: &Asset, history: &[Label]) -> Entry {
         }
     }
     for kind in [LabelKind::Prediction, LabelKind::Inference] {
-        // Per job, the top score of the latest label of this kind that scores the job.
-        let mut per_job: BTreeMap<&str, f32> = BTreeMap::new();
-        for l in history.iter().filter(|l| l.kind == kind) {
-            for (job, top) in l.top_scores() {
-                per_job.insert(job, top);
-            }
-        }
-        for (job, top) in &per_job {
-            e.nums
-                .insert(NumKey::Score(kind, Some(job.to_string())), f64::from(*top));
-        }
+        let per_job = top_scores(history, kind);
         if let Some(min) = per_job.values().copied().reduce(f32::min) {
             e.nums.insert(NumKey::Score(kind, None), f64::from(min));
         }
+        match per_job.keys().collect::<Vec<_>>()[..] {
+            [only] => {
+                e.keys.insert(Key::ScoredOnly(kind, only.to_string()));
+            }
+            _ => {
+                for (job, top) in &per_job {
+                    e.nums
+                        .insert(NumKey::Score(kind, Some(job.to_string())), f64::from(*top));
+                }
+            }
+        }
     }
     e
+}
+
+/// Per job, the top class score of the latest label of this kind that scores the job.
+pub(crate) fn top_scores(history: &[Label], kind: LabelKind) -> BTreeMap<&str, f32> {
+    let mut per_job = BTreeMap::new();
+    for l in history.iter().filter(|l| l.kind == kind) {
+        per_job.extend(l.top_scores());
+    }
+    per_job
 }

@@ -19,7 +19,7 @@ use crate::asset::AssetId;
 use crate::event::Seq;
 use crate::project::ProjectId;
 
-pub(crate) use entry::{derive, Entry, Key, MetaKey, NumKey};
+pub(crate) use entry::{derive, top_scores, Entry, Key, MetaKey, NumKey};
 pub(crate) use numeric::NumIndex;
 
 /// The indexes of one project.
@@ -81,10 +81,14 @@ impl ProjectIndex {
         });
     }
 
-    /// Approximate resident bytes: serialized bitmap sizes plus per-bitmap overhead.
+    /// Heap bytes the bitmaps hold (see [`allocated`]), with the maps' entries.
     pub(crate) fn memory(&self) -> usize {
-        serialized_size(&self.all)
-            + self.bitmaps.values().map(|b| serialized_size(b) + 64).sum::<usize>()
+        allocated(&self.all)
+            + self
+                .bitmaps
+                .iter()
+                .map(|(k, b)| allocated(b) + size_of_val(k))
+                .sum::<usize>()
             + self.nums.values().map(NumIndex::memory).sum::<usize>()
     }
 }
@@ -138,6 +142,7 @@ impl Indexes {
     pub(crate) fn image(&self) -> Image {
         let ser = to_bytes;
         Image {
+            layout: LAYOUT,
             seq: self.seq,
             projects: self
                 .projects
@@ -158,6 +163,12 @@ impl Indexes {
 
     /// Rebuilds indexes from an image; `Err` names what failed to decode.
     pub(crate) fn from_image(image: Image) -> Result<Indexes, String> {
+        if image.layout != LAYOUT {
+            return Err(format!(
+                "checkpoint has index layout {}, this build uses {LAYOUT}",
+                image.layout
+            ));
+        }
         let de = |bytes: &[u8]| from_bytes(bytes).ok_or_else(|| "bad bitmap".to_string());
         let mut out = Indexes {
             seq: image.seq,
@@ -231,13 +242,27 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Bitmap> {
     Bitmap::try_deserialize::<Portable>(bytes)
 }
 
-pub(crate) fn serialized_size(bm: &Bitmap) -> usize {
-    bm.get_serialized_size_in_bytes::<Portable>()
+/// The heap bytes a bitmap holds, from CRoaring's container statistics: its container
+/// directory (key, pointer and type code per container), each container's header and
+/// payload, and an allocator header of 16 bytes per allocation.
+pub(crate) fn allocated(bm: &Bitmap) -> usize {
+    const ALLOC_HEADER: usize = 16;
+    const CONTAINER_HEADER: usize = 16;
+    let s = bm.statistics();
+    let containers = s.n_containers as usize;
+    let directory = containers * (2 + 8 + 1) + 3 * ALLOC_HEADER;
+    let payload = s.n_bytes_array_containers + s.n_bytes_run_containers + s.n_bytes_bitset_containers;
+    directory + containers * (CONTAINER_HEADER + 2 * ALLOC_HEADER) + payload as usize
 }
+
+/// The layout of the derived indexes: what [`derive`] emits and how numeric buckets
+/// are cut. A checkpoint of another layout is rebuilt rather than loaded.
+pub(crate) const LAYOUT: u32 = 2;
 
 /// The checkpointed form of [`Indexes`].
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Image {
+    pub layout: u32,
     pub seq: Seq,
     pub projects: Vec<ProjectImage>,
 }

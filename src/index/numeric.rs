@@ -1,7 +1,9 @@
 //! A numeric index: bitmaps of assets per value bucket.
 //!
-//! A bucket is the top 24 bits of the value's order-preserving bit pattern (sign,
-//! exponent and 12 mantissa bits: 4096 buckets per power of two). A range query takes
+//! A bucket is the top 23 bits of the value's order-preserving bit pattern (sign,
+//! exponent and 11 mantissa bits: 2048 buckets per power of two). Finer buckets make
+//! the boundary check cheaper but cost memory: a bucket of a few assets spread over
+//! many containers is mostly container overhead. A range query takes
 //! whole buckets inside the range from the bitmaps and returns the one boundary bucket
 //! separately, for the caller to check exactly against primary data.
 
@@ -27,13 +29,16 @@ pub(crate) fn sortable(v: f64) -> u64 {
     }
 }
 
+/// Bits of [`sortable`] below the bucket number.
+pub(crate) const BUCKET_SHIFT: u32 = 41;
+
 pub(crate) fn bucket(v: f64) -> u32 {
-    (sortable(v) >> 40) as u32
+    (sortable(v) >> BUCKET_SHIFT) as u32
 }
 
 /// Whether `v` is the smallest value of its bucket.
 fn starts_bucket(v: f64) -> bool {
-    sortable(v) & ((1 << 40) - 1) == 0
+    sortable(v) & ((1 << BUCKET_SHIFT) - 1) == 0
 }
 
 impl NumIndex {
@@ -83,7 +88,7 @@ impl NumIndex {
     }
 
     pub(crate) fn memory(&self) -> usize {
-        self.buckets.values().map(|b| super::serialized_size(b) + 16).sum()
+        self.buckets.values().map(|b| super::allocated(b) + 4).sum()
     }
 }
 

@@ -18,6 +18,7 @@ pub use parser::{parse, to_query_string, MAX_NESTING, MAX_OPERATORS};
 use crate::asset::{AssetId, Status};
 use crate::db::{read_history, Db};
 use crate::error::{Error, Result};
+use crate::index::numeric::BUCKET_SHIFT;
 use crate::index::{self, Key, MetaKey, NumKey, ProjectIndex};
 use crate::label::LabelKind;
 use crate::project::Project;
@@ -281,6 +282,15 @@ impl Db {
         match key {
             NumKey::Priority => Ok(Some(asset.priority)),
             NumKey::Created => Ok(Some(asset.created_at as f64)),
+            NumKey::Score(kind, job) => {
+                let history = read_history(&self.inner.store, id)?;
+                let per_job = index::top_scores(&history, *kind);
+                Ok(match job {
+                    Some(job) => per_job.get(job.as_str()).copied(),
+                    None => per_job.values().copied().reduce(f32::min),
+                }
+                .map(f64::from))
+            }
             _ => {
                 let history = read_history(&self.inner.store, id)?;
                 Ok(index::derive(&asset, &history).nums.get(key).copied())
@@ -301,11 +311,11 @@ fn sort_key(v: f64, descending: bool) -> u64 {
 
 /// The largest order key a bucket can hold: a bucket below the cursor is skipped whole.
 fn bucket_max_key(bucket: u32, descending: bool) -> u64 {
-    let lo = u64::from(bucket) << 40;
+    let lo = u64::from(bucket) << BUCKET_SHIFT;
     if descending {
         !lo
     } else {
-        lo | ((1 << 40) - 1)
+        lo | ((1 << BUCKET_SHIFT) - 1)
     }
 }
 
@@ -370,6 +380,27 @@ impl<'a> Eval<'a> {
         out
     }
 
+    /// The assets (of `within`, if given) whose value of `key` satisfies `OP value`:
+    /// whole buckets from the index, the boundary bucket checked against primary data.
+    fn numeric(&self, key: &NumKey, op: CmpOp, value: f64, within: Option<&Bitmap>) -> Result<Bitmap> {
+        let Some(nums) = self.index.nums.get(key) else {
+            return Ok(Bitmap::new());
+        };
+        let (mut sure, mut boundary) = nums.range(op, value);
+        if let Some(within) = within {
+            sure &= within;
+            boundary &= within;
+        }
+        for id in boundary.iter() {
+            if let Some(v) = self.db.exact(AssetId(id), key)? {
+                if op.holds(v, value) {
+                    sure.add(id);
+                }
+            }
+        }
+        Ok(sure)
+    }
+
     fn eval(&mut self, f: &Filter) -> Result<Cow<'a, Bitmap>> {
         Ok(match f {
             Filter::All => Cow::Borrowed(&self.index.all),
@@ -404,18 +435,14 @@ impl<'a> Eval<'a> {
                     // Nothing compares true with NaN.
                     return Ok(Cow::Owned(Bitmap::new()));
                 }
-                let Some(nums) = self.index.nums.get(&key) else {
-                    return Ok(Cow::Owned(Bitmap::new()));
-                };
-                let (mut sure, boundary) = nums.range(*op, *value);
-                for id in boundary.iter() {
-                    if let Some(v) = self.db.exact(AssetId(id), &key)? {
-                        if op.holds(v, *value) {
-                            sure.add(id);
-                        }
+                let mut out = self.numeric(&key, *op, *value, None)?;
+                if let NumKey::Score(kind, Some(job)) = &key {
+                    // Assets that score this job alone hold its value in the job-less index.
+                    if let Some(only) = self.index.bitmap(&Key::ScoredOnly(*kind, job.clone())) {
+                        out |= &self.numeric(&NumKey::Score(*kind, None), *op, *value, Some(only))?;
                     }
                 }
-                Cow::Owned(sure)
+                Cow::Owned(out)
             }
             Filter::Text(t) => Cow::Owned(self.db.inner.text.matching(t)? & &self.index.all),
             // A subtree of text filters only is one tantivy query: posting lists are
