@@ -603,8 +603,12 @@ fn run(n: usize) -> BoxResult<()> {
         // must be raw tantivy's (ties may order differently); FTS5's BM25 differs, so
         // only its membership is checked.
         let (total, hits) = db.search(PROJECT, &search_text, todo.then_some(&todo_filter), TOP)?;
+        let top = db.top(PROJECT, &labeldb::query::parse(q)?, TOP)?;
         let t_top = tv.top(&tq)?;
         let l_scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+        if top.iter().map(|t| t.1).collect::<Vec<_>>() != l_scores {
+            return Err(format!("top 10 {what}: Db::top {top:?} differs from Db::search {l_scores:?}").into());
+        }
         let t_scores: Vec<f32> = t_top.iter().map(|(s, _)| *s).collect();
         let same = l_scores.len() == t_scores.len()
             && l_scores
@@ -644,6 +648,7 @@ fn run(n: usize) -> BoxResult<()> {
     let mut group = c.benchmark_group("search");
     group.sampling_mode(SamplingMode::Flat);
     let mut cases = Vec::new();
+    let parsed = [labeldb::query::parse(&text_query)?, labeldb::query::parse(&todo_query)?];
     for todo in [false, true] {
         for form in [Form::Count, Form::Ids, Form::Top] {
             let case = format!("{}{}", form.name(), if todo { "+todo" } else { "" });
@@ -661,10 +666,21 @@ fn run(n: usize) -> BoxResult<()> {
                             .map(|a| a.0)
                             .collect::<Vec<_>>()
                             .len(),
-                        Form::Top => db.search(PROJECT, &search_text, filter, TOP).expect("search").1.len(),
+                        Form::Top => db.top(PROJECT, &parsed[usize::from(todo)], TOP).expect("top").len(),
                     })
                 })
             });
+            if form == Form::Top {
+                // Informational: the same top 10 with a count of all matches and snippets.
+                let key = format!("labeldb/search10{}", if todo { "+todo" } else { "" });
+                group.bench_function(&key, |b| {
+                    b.iter_custom(|iters| {
+                        samples.run(&key, iters, || {
+                            db.search(PROJECT, &search_text, filter, TOP).expect("search").1.len()
+                        })
+                    })
+                });
+            }
             let key = format!("tantivy/{case}");
             group.bench_function(&key, |b| {
                 b.iter_custom(|iters| {
@@ -755,6 +771,11 @@ fn run(n: usize) -> BoxResult<()> {
     }
     for v in verdicts {
         println!("{v}");
+    }
+    for case in ["search10", "search10+todo"] {
+        if let Some(l) = samples.median(&format!("labeldb/{case}"), query_samples) {
+            println!("{case}: Db::search (top 10 with the count of all matches and snippets) {}", fmt_duration(l));
+        }
     }
     Ok(())
 }

@@ -299,25 +299,15 @@ impl TextIndex {
             .map_err(text_error)
     }
 
-    /// The best `limit` assets of `within` by BM25 score for the union of `queries`,
-    /// with a highlighted snippet of each (from `text_of`).
-    pub(crate) fn top(
-        &self,
-        queries: Vec<Box<dyn Query>>,
-        within: Bitmap,
-        limit: usize,
-        text_of: &dyn Fn(AssetId) -> Result<String>,
-    ) -> Result<Vec<(AssetId, f32, String)>> {
+    /// The best `limit` assets of `within` by BM25 score for `query`.
+    pub(crate) fn top(&self, query: &dyn Query, within: Arc<Bitmap>, limit: usize) -> Result<Vec<(AssetId, f32)>> {
         let searcher = self.reader.searcher();
-        let query = BooleanQuery::new(queries.into_iter().map(|q| (Occur::Should, q)).collect());
-        let within = Arc::new(within);
         let filter = FilterCollector::new(
             "asset".to_string(),
             move |id: u64| u32::try_from(id).is_ok_and(|id| within.contains(id)),
             TopDocs::with_limit(limit.max(1)),
         );
-        let top = searcher.search(&query, &filter).map_err(text_error)?;
-        let snippets = SnippetGenerator::create(&searcher, &query, self.content).map_err(text_error)?;
+        let top = searcher.search(query, &filter).map_err(text_error)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top.into_iter().take(limit) {
             let col = searcher
@@ -325,27 +315,40 @@ impl TextIndex {
                 .fast_fields()
                 .u64("asset")
                 .map_err(text_error)?;
-            let Some(id) = col.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()) else {
-                continue;
-            };
-            let id = AssetId(id);
-            let text = text_of(id)?;
-            let snippet = snippets.snippet(&text);
-            let shown = if snippet.fragment().is_empty() {
-                // Prefix queries name no terms to highlight: show the start of the text.
-                text.chars().take(150).collect()
-            } else {
-                highlight(snippet.fragment(), snippet.highlighted())
-            };
-            out.push((id, score, shown));
+            if let Some(id) = col.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()) {
+                out.push((AssetId(id), score));
+            }
         }
         Ok(out)
+    }
+
+    /// A fragment of each text with the words that `queries` match in `[` `]` (the start
+    /// of the text when they name no words, as prefix queries do).
+    pub(crate) fn snippets(&self, queries: &[Box<dyn Query>], texts: &[String]) -> Result<Vec<String>> {
+        let searcher = self.reader.searcher();
+        let snippets = SnippetGenerator::create(&searcher, &union(queries), self.content).map_err(text_error)?;
+        Ok(texts
+            .iter()
+            .map(|text| {
+                let snippet = snippets.snippet(text);
+                if snippet.fragment().is_empty() {
+                    text.chars().take(150).collect()
+                } else {
+                    highlight(snippet.fragment(), snippet.highlighted())
+                }
+            })
+            .collect())
     }
 
     /// The directory of the index under a database directory.
     pub(crate) fn dir(db: &Path) -> PathBuf {
         db.join("text")
     }
+}
+
+/// One query matching what any of `queries` matches, scored by their sum.
+pub(crate) fn union(queries: &[Box<dyn Query>]) -> BooleanQuery {
+    BooleanQuery::new(queries.iter().map(|q| (Occur::Should, q.box_clone())).collect())
 }
 
 /// Maps the Greek final sigma `ς` to `σ`, so that a word matches whatever its case was

@@ -9,6 +9,7 @@ mod parser;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use croaring::Bitmap;
 
@@ -19,6 +20,7 @@ use crate::asset::{AssetId, Status};
 use crate::db::{read_history, Db};
 use crate::error::{Error, Result};
 use crate::index::numeric::BUCKET_SHIFT;
+use crate::index::text::{union, TextIndex};
 use crate::index::{self, Key, MetaKey, NumKey, ProjectIndex};
 use crate::label::LabelKind;
 use crate::project::Project;
@@ -144,35 +146,70 @@ impl Db {
     }
 
     /// The best `limit` assets matching `filter`, by BM25 score of its text leaves
-    /// (by id when it has none), with snippets.
+    /// (by id when it has none), with snippets, and the number of matches.
     pub fn ranked(&self, project: &str, filter: &Filter, limit: usize) -> Result<(u64, Vec<Hit>)> {
         let set = self.select(project, filter)?;
-        let mut leaves = Vec::new();
-        text_leaves(filter, &mut leaves);
-        let text = &self.inner.text;
-        let queries = leaves.iter().map(|t| text.query(t)).collect::<Result<Vec<_>>>()?;
-        let text_of = |id: AssetId| -> Result<String> { Ok(self.asset(id)?.content.text().unwrap_or("").to_string()) };
-        let mut hits: Vec<Hit> = if queries.is_empty() {
-            Vec::new()
+        let queries = self.text_queries(filter)?;
+        let best = self.best_of(&queries, &set.0, limit)?;
+        let best = with_unscored(best, &set.0, limit);
+        let texts = best
+            .iter()
+            .map(|(id, _)| Ok(self.asset(*id)?.content.text().unwrap_or("").to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        let snippets = if queries.is_empty() {
+            texts.iter().map(|t| t.chars().take(150).collect()).collect()
         } else {
-            text.top(queries, set.0.clone(), limit, &text_of)?
-                .into_iter()
-                .map(|(asset, score, snippet)| Hit { asset, score, snippet })
-                .collect()
+            self.inner.text.snippets(&queries, &texts)?
         };
-        // Matches that no text part scored (another OR branch, images) follow by id.
-        if hits.len() < limit {
-            let shown: Bitmap = hits.iter().map(|h| h.asset.0).collect();
-            for id in (&set.0 - &shown).iter().take(limit - hits.len()) {
-                let snippet = text_of(AssetId(id))?.chars().take(150).collect();
-                hits.push(Hit {
-                    asset: AssetId(id),
-                    score: 0.0,
-                    snippet,
-                });
+        let hits = best
+            .into_iter()
+            .zip(snippets)
+            .map(|((asset, score), snippet)| Hit { asset, score, snippet })
+            .collect();
+        Ok((set.len(), hits))
+    }
+
+    /// The best `limit` assets matching `filter` by BM25 score of its text leaves, best
+    /// first, then matches that no text leaf scores by id (score 0) — without counting
+    /// every match or making snippets: the ids a work queue or a training job wants.
+    /// For `TEXT AND REST`, where REST has no text filter, only the text matches in
+    /// REST's bitmap are ranked: the full match set is never built.
+    pub fn top(&self, project: &str, filter: &Filter, limit: usize) -> Result<Vec<(AssetId, f32)>> {
+        if let Filter::And(a, b) = filter {
+            for (text, rest) in [(a, b), (b, a)] {
+                if is_text_only(text) && !has_text(rest) {
+                    // The text subtree's own query matches exactly its assets and scores
+                    // them as the sum of its leaves, like the union `ranked` uses.
+                    let query = text_query(&self.inner.text, text)?;
+                    let within = self.select(project, rest)?;
+                    return self.inner.text.top(&*query, Arc::new(within.0), limit);
+                }
             }
         }
-        Ok((set.len(), hits))
+        let set = self.select(project, filter)?;
+        let best = self.best_of(&self.text_queries(filter)?, &set.0, limit)?;
+        Ok(with_unscored(best, &set.0, limit))
+    }
+
+    /// The text queries of a filter's scoring leaves (see [`text_leaves`]).
+    fn text_queries(&self, filter: &Filter) -> Result<Vec<Box<dyn tantivy::query::Query>>> {
+        let mut leaves = Vec::new();
+        text_leaves(filter, &mut leaves);
+        leaves.iter().map(|t| self.inner.text.query(t)).collect()
+    }
+
+    /// The best `limit` of `set` by BM25 score for the union of `queries` (none without
+    /// queries).
+    fn best_of(
+        &self,
+        queries: &[Box<dyn tantivy::query::Query>],
+        set: &Bitmap,
+        limit: usize,
+    ) -> Result<Vec<(AssetId, f32)>> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner.text.top(&union(queries), Arc::new(set.clone()), limit)
     }
 
     /// A page of `limit` assets of `set` in `sort` order, after the cursor `after`.
@@ -448,7 +485,7 @@ impl<'a> Eval<'a> {
             // A subtree of text filters only is one tantivy query: posting lists are
             // intersected there, and only the matches become bitmap entries.
             Filter::And(..) | Filter::Or(..) if is_text_only(f) => {
-                let query = self.text_query(f)?;
+                let query = text_query(&self.db.inner.text, f)?;
                 Cow::Owned(self.db.inner.text.matching_query(&*query)? & &self.index.all)
             }
             // `x AND NOT y` is a difference: no complement of y is ever built.
@@ -471,6 +508,17 @@ impl<'a> Eval<'a> {
     }
 }
 
+/// `best` followed, up to `limit`, by the other assets of `set` by id with score 0: the
+/// matches no text part scored (another OR branch, images).
+fn with_unscored(mut best: Vec<(AssetId, f32)>, set: &Bitmap, limit: usize) -> Vec<(AssetId, f32)> {
+    if best.len() < limit {
+        let shown: Bitmap = best.iter().map(|(id, _)| id.0).collect();
+        let rest = set - &shown;
+        best.extend(rest.iter().take(limit - best.len()).map(|id| (AssetId(id), 0.0)));
+    }
+    best
+}
+
 /// Whether a filter is made of text filters, AND and OR only.
 fn is_text_only(f: &Filter) -> bool {
     match f {
@@ -480,24 +528,21 @@ fn is_text_only(f: &Filter) -> bool {
     }
 }
 
-impl Eval<'_> {
-    /// The tantivy query of a text-only filter (see [`is_text_only`]).
-    fn text_query(&self, f: &Filter) -> Result<Box<dyn tantivy::query::Query>> {
-        use tantivy::query::{BooleanQuery, Occur};
-        let text = &self.db.inner.text;
-        Ok(match f {
-            Filter::Text(t) => text.query(t)?,
-            Filter::And(a, b) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, self.text_query(a)?),
-                (Occur::Must, self.text_query(b)?),
-            ])),
-            Filter::Or(a, b) => Box::new(BooleanQuery::new(vec![
-                (Occur::Should, self.text_query(a)?),
-                (Occur::Should, self.text_query(b)?),
-            ])),
-            _ => return Err(Error::invalid("query", "not a text-only filter")),
-        })
-    }
+/// The tantivy query of a text-only filter (see [`is_text_only`]).
+fn text_query(text: &TextIndex, f: &Filter) -> Result<Box<dyn tantivy::query::Query>> {
+    use tantivy::query::{BooleanQuery, Occur};
+    Ok(match f {
+        Filter::Text(t) => text.query(t)?,
+        Filter::And(a, b) => Box::new(BooleanQuery::new(vec![
+            (Occur::Must, text_query(text, a)?),
+            (Occur::Must, text_query(text, b)?),
+        ])),
+        Filter::Or(a, b) => Box::new(BooleanQuery::new(vec![
+            (Occur::Should, text_query(text, a)?),
+            (Occur::Should, text_query(text, b)?),
+        ])),
+        _ => return Err(Error::invalid("query", "not a text-only filter")),
+    })
 }
 
 /// Whether a filter has a full-text part that can rank its matches.

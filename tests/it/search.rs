@@ -318,6 +318,57 @@ fn search_counts_every_match_and_returns_the_best_by_descending_score_with_the_w
     Ok(())
 }
 
+#[test]
+fn top_returns_the_ids_and_scores_of_search_without_counting_or_snippets() -> TestResult {
+    let (_dir, db, msgs) = sms_db()?;
+    let filter = parse("label.spam:spam")?;
+    for (text, words) in [("free", vec!["free"]), ("free call", vec!["free", "call"])] {
+        let (count, all) = db.search(SMS, text, Some(&filter), 10_000)?;
+        let by_id: std::collections::BTreeMap<AssetId, f32> = all.iter().map(|h| (h.asset, h.score)).collect();
+        let expected = expect(&msgs, |m| words.iter().all(|w| has_word(m, w)) && m.labelled && m.spam);
+        assert_eq!(count, expected.len() as u64);
+        assert!(expected.len() > 5, "{text}: too few matches to compare rankings");
+        // `text AND rest` ranks the text query within rest's bitmap (either side);
+        // `... AND NOT deleted` is not of that shape and ranks within the match set.
+        for query in [
+            format!("({text}) AND label.spam:spam"),
+            format!("label.spam:spam AND ({text})"),
+            format!("({text}) AND label.spam:spam AND NOT deleted"),
+        ] {
+            let f = parse(&query)?;
+            for limit in [1, 10, 10_000] {
+                let top = db.top(SMS, &f, limit)?;
+                assert_eq!(top.len(), expected.len().min(limit), "{query} limit {limit}");
+                for (id, score) in &top {
+                    let want = by_id.get(id).ok_or_else(|| format!("{query}: {id:?} is not a match"))?;
+                    assert!((score - want).abs() <= 1e-4 * want.abs().max(1.0), "{query}: {id:?} {score} vs {want}");
+                }
+                // The best `limit` scores, in order, are those of the full ranking.
+                let best: Vec<f32> = all.iter().take(limit).map(|h| h.score).collect();
+                let got: Vec<f32> = top.iter().map(|t| t.1).collect();
+                for (g, b) in got.iter().zip(&best) {
+                    assert!((g - b).abs() <= 1e-4 * b.abs().max(1.0), "{query} limit {limit}: {got:?} vs {best:?}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn top_follows_the_scored_matches_with_unscored_ones_by_id() -> TestResult {
+    let (_dir, db, ids) = docs_db(&["free tickets", "no match", "free free free", "neither"])?;
+    db.add_label(ids[1], NewLabel::annotation("ann").answer("spam", Answer::class("ham")))?;
+    db.flush()?;
+    let top = db.top(DOCS, &parse("text:free OR status:labeled")?, 10)?;
+    let got: Vec<AssetId> = top.iter().map(|t| t.0).collect();
+    assert_eq!(got, vec![ids[2], ids[0], ids[1]], "best score first, the unscored match last");
+    assert_eq!(top[2].1, 0.0);
+    assert!(db.top(DOCS, &parse("text:free AND status:labeled")?, 10)?.is_empty());
+    assert_eq!(db.top(DOCS, &parse("status:todo")?, 2)?.iter().map(|t| t.0).collect::<Vec<_>>(), vec![ids[0], ids[2]]);
+    Ok(())
+}
+
 // ---- small fixtures ----
 
 const DOCS: &str = "docs";
