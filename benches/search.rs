@@ -774,7 +774,10 @@ fn run(n: usize) -> BoxResult<()> {
     }
     for case in ["search10", "search10+todo"] {
         if let Some(l) = samples.median(&format!("labeldb/{case}"), query_samples) {
-            println!("{case}: Db::search (top 10 with the count of all matches and snippets) {}", fmt_duration(l));
+            println!(
+                "{case}: Db::search (top 10 with the count of all matches and snippets) {}",
+                fmt_duration(l)
+            );
         }
     }
     Ok(())

@@ -54,7 +54,7 @@ pub use import::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportO
 pub use label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
 pub use project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
 pub use query::{AssetSet, Facets, Filter, Hit, Page, Sort};
-pub use snapshot::{Diff, Example, ModelInfo, Selection, Snapshot, SnapshotInfo};
+pub use snapshot::{Diff, Example, Examples, ModelInfo, Selection, Snapshot, SnapshotInfo};
 pub use stats::Stats;
 pub use store::FORMAT_VERSION;
 pub use verify::VerifyReport;

@@ -9,14 +9,16 @@
 //! index never holds a document whose primary data could be lost in a crash. On open
 //! the log after the payload's seq is replayed; replay is idempotent.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use croaring::Bitmap;
 use parking_lot::Mutex;
-use tantivy::collector::{Collector, FilterCollector, SegmentCollector, TopDocs};
+use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
+use tantivy::index::SegmentId;
 use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::snippet::SnippetGenerator;
@@ -67,6 +69,31 @@ pub(crate) struct TextIndex {
     committed: AtomicU64,
     /// Set when the writer failed: the index misses changes until a rebuild.
     broken: Mutex<Option<String>>,
+    /// The `asset` fast-field column of each segment, opened once: opening it costs
+    /// more than collecting a few hundred matches from it.
+    columns: Columns,
+}
+
+/// Per-segment `asset` columns, kept while their segment is searchable.
+#[derive(Default)]
+struct Columns(Mutex<HashMap<SegmentId, Column<u64>>>);
+
+impl Columns {
+    fn of(&self, reader: &SegmentReader) -> tantivy::Result<Column<u64>> {
+        let id = reader.segment_id();
+        if let Some(c) = self.0.lock().get(&id) {
+            return Ok(c.clone());
+        }
+        let column = reader.fast_fields().u64("asset")?;
+        self.0.lock().insert(id, column.clone());
+        Ok(column)
+    }
+
+    /// Forgets the columns of segments that `searcher` no longer has (merged away).
+    fn keep_only(&self, searcher: &tantivy::Searcher) {
+        let live: HashSet<SegmentId> = searcher.segment_readers().iter().map(|r| r.segment_id()).collect();
+        self.0.lock().retain(|id, _| live.contains(id));
+    }
 }
 
 fn text_error(e: impl std::fmt::Display) -> Error {
@@ -137,6 +164,7 @@ impl TextIndex {
             applied: AtomicU64::new(seq.unwrap_or(0)),
             committed: AtomicU64::new(seq.unwrap_or(0)),
             broken: Mutex::new(None),
+            columns: Columns::default(),
         };
         Ok((t, seq))
     }
@@ -191,7 +219,9 @@ impl TextIndex {
         prepared.commit().map_err(text_error)?;
         self.committed.store(seq, Ordering::Release);
         drop(w);
-        self.reader.reload().map_err(text_error)
+        self.reader.reload().map_err(text_error)?;
+        self.columns.keep_only(&self.reader.searcher());
+        Ok(())
     }
 
     /// Whether applied changes wait for a commit.
@@ -287,7 +317,7 @@ impl TextIndex {
     pub(crate) fn matching_query(&self, query: &dyn Query) -> Result<Bitmap> {
         self.reader
             .searcher()
-            .search(query, &BitmapCollector)
+            .search(query, &BitmapCollector(&self.columns))
             .map_err(text_error)
     }
 
@@ -295,25 +325,24 @@ impl TextIndex {
     pub(crate) fn all(&self) -> Result<Bitmap> {
         self.reader
             .searcher()
-            .search(&AllQuery, &BitmapCollector)
+            .search(&AllQuery, &BitmapCollector(&self.columns))
             .map_err(text_error)
     }
 
     /// The best `limit` assets of `within` by BM25 score for `query`.
     pub(crate) fn top(&self, query: &dyn Query, within: Arc<Bitmap>, limit: usize) -> Result<Vec<(AssetId, f32)>> {
         let searcher = self.reader.searcher();
-        let filter = FilterCollector::new(
-            "asset".to_string(),
-            move |id: u64| u32::try_from(id).is_ok_and(|id| within.contains(id)),
-            TopDocs::with_limit(limit.max(1)),
-        );
-        let top = searcher.search(query, &filter).map_err(text_error)?;
+        let collector = WithinCollector {
+            columns: &self.columns,
+            within,
+            inner: TopDocs::with_limit(limit.max(1)),
+        };
+        let top = searcher.search(query, &collector).map_err(text_error)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top.into_iter().take(limit) {
-            let col = searcher
-                .segment_reader(addr.segment_ord)
-                .fast_fields()
-                .u64("asset")
+            let col = self
+                .columns
+                .of(searcher.segment_reader(addr.segment_ord))
                 .map_err(text_error)?;
             if let Some(id) = col.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()) {
                 out.push((AssetId(id), score));
@@ -417,20 +446,20 @@ fn highlight(fragment: &str, ranges: &[std::ops::Range<usize>]) -> String {
 }
 
 /// Collects the asset ids of matching documents into a bitmap.
-struct BitmapCollector;
+struct BitmapCollector<'a>(&'a Columns);
 
 struct BitmapSegment {
     column: Column<u64>,
     out: Bitmap,
 }
 
-impl Collector for BitmapCollector {
+impl Collector for BitmapCollector<'_> {
     type Fruit = Bitmap;
     type Child = BitmapSegment;
 
     fn for_segment(&self, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<BitmapSegment> {
         Ok(BitmapSegment {
-            column: reader.fast_fields().u64("asset")?,
+            column: self.0.of(reader)?,
             out: Bitmap::new(),
         })
     }
@@ -459,5 +488,58 @@ impl SegmentCollector for BitmapSegment {
 
     fn harvest(self) -> Bitmap {
         self.out
+    }
+}
+
+/// Passes to `inner` only the documents whose asset is in `within`.
+struct WithinCollector<'a, C> {
+    columns: &'a Columns,
+    within: Arc<Bitmap>,
+    inner: C,
+}
+
+struct WithinSegment<S> {
+    column: Column<u64>,
+    within: Arc<Bitmap>,
+    inner: S,
+}
+
+impl<C: Collector> Collector for WithinCollector<'_, C> {
+    type Fruit = C::Fruit;
+    type Child = WithinSegment<C::Child>;
+
+    fn for_segment(&self, ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
+        Ok(WithinSegment {
+            column: self.columns.of(reader)?,
+            within: self.within.clone(),
+            inner: self.inner.for_segment(ord, reader)?,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.inner.requires_scoring()
+    }
+
+    fn merge_fruits(&self, fruits: Vec<<C::Child as SegmentCollector>::Fruit>) -> tantivy::Result<C::Fruit> {
+        self.inner.merge_fruits(fruits)
+    }
+}
+
+impl<S: SegmentCollector> SegmentCollector for WithinSegment<S> {
+    type Fruit = S::Fruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if self
+            .column
+            .first(doc)
+            .and_then(|v| u32::try_from(v).ok())
+            .is_some_and(|id| self.within.contains(id))
+        {
+            self.inner.collect(doc, score);
+        }
+    }
+
+    fn harvest(self) -> S::Fruit {
+        self.inner.harvest()
     }
 }

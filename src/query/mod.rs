@@ -172,9 +172,15 @@ impl Db {
     /// The best `limit` assets matching `filter` by BM25 score of its text leaves, best
     /// first, then matches that no text leaf scores by id (score 0) — without counting
     /// every match or making snippets: the ids a work queue or a training job wants.
-    /// For `TEXT AND REST`, where REST has no text filter, only the text matches in
-    /// REST's bitmap are ranked: the full match set is never built.
+    /// A text-only filter, or `TEXT AND REST` where REST has no text filter, ranks the
+    /// text query's matches among the project's live assets (or REST's): the full match
+    /// set is never built.
     pub fn top(&self, project: &str, filter: &Filter, limit: usize) -> Result<Vec<(AssetId, f32)>> {
+        if is_text_only(filter) {
+            let query = text_query(&self.inner.text, filter)?;
+            let within = self.select(project, &Filter::All)?;
+            return self.inner.text.top(&*query, Arc::new(within.0), limit);
+        }
         if let Filter::And(a, b) = filter {
             for (text, rest) in [(a, b), (b, a)] {
                 if is_text_only(text) && !has_text(rest) {

@@ -26,7 +26,8 @@ use crate::project::{check_name, Project, ProjectId, Schema};
 use crate::query::{to_query_string, Filter};
 use crate::store::{codec, keys};
 
-pub use reader::{Diff, Example, Relabel, Snapshot};
+use reader::Prefetched;
+pub use reader::{Diff, Example, Examples, Relabel, Snapshot};
 
 /// Members per stored chunk.
 const CHUNK: usize = 65_536;
@@ -174,13 +175,13 @@ fn digest_member(h: &mut blake3::Hasher, external_id: &str, content: &Digest, an
 }
 
 /// The chosen revision and answers of one asset under a selection, if it has one.
-pub(crate) fn choose(selection: &Selection, history: &[Label]) -> Option<(u32, BTreeMap<String, Answer>)> {
+pub(crate) fn choose<'h>(selection: &Selection, history: &'h [Label]) -> Option<(u32, &'h BTreeMap<String, Answer>)> {
     match selection {
         Selection::LatestHuman => history
             .iter()
             .rev()
             .find(|l| l.kind == LabelKind::Annotation)
-            .map(|l| (l.id.revision(), l.answers.clone())),
+            .map(|l| (l.id.revision(), &l.answers)),
         Selection::Model { name, version } => history
             .iter()
             .rev()
@@ -188,15 +189,15 @@ pub(crate) fn choose(selection: &Selection, history: &[Label]) -> Option<(u32, B
                 l.kind == LabelKind::Prediction
                     && matches!(&l.source, Source::Model { name: n, version: v } if n == name && v == version)
             })
-            .map(|l| (l.id.revision(), l.answers.clone())),
+            .map(|l| (l.id.revision(), &l.answers)),
         Selection::LatestReviewed => {
             let review = history.iter().rev().find(|l| l.kind == LabelKind::Review)?;
             if review.verdict != Some(Verdict::Accept) {
                 return None;
             }
             let answers = match review.derived_from {
-                Some(r) if review.answers.is_empty() => history.iter().find(|l| l.id == r)?.answers.clone(),
-                _ => review.answers.clone(),
+                Some(r) if review.answers.is_empty() => &history.iter().find(|l| l.id == r)?.answers,
+                _ => &review.answers,
             };
             Some((review.id.revision(), answers))
         }
@@ -218,7 +219,7 @@ pub(crate) fn choose(selection: &Selection, history: &[Label]) -> Option<(u32, B
             groups
                 .into_values()
                 .max_by_key(|(votes, rev, _)| (*votes, *rev))
-                .map(|(_, rev, l)| (rev, l.answers.clone()))
+                .map(|(_, rev, l)| (rev, &l.answers))
         }
     }
 }
@@ -243,6 +244,17 @@ pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> 
     Ok(members)
 }
 
+/// The key ranges `[start, end)` of the asset records and of the label records of the
+/// assets `first..=last`.
+fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 2] {
+    let end = |k: Vec<u8>| if last == u32::MAX { vec![k[0] + 1] } else { k };
+    let next = AssetId(last.wrapping_add(1));
+    [
+        (keys::asset(AssetId(first)), end(keys::asset(next))),
+        (keys::labels_of(AssetId(first)), end(keys::labels_of(next))),
+    ]
+}
+
 /// One member being computed: external id, member, content digest, answers bytes.
 type Row = (String, Member, Digest, Vec<u8>);
 
@@ -264,7 +276,7 @@ impl Db {
         };
         let mut push = |asset: Asset, history: &[Label]| {
             if let Some((revision, answers)) = choose(selection, history) {
-                let bytes = answers_bytes(&answers);
+                let bytes = answers_bytes(answers);
                 let member = Member {
                     asset: asset.id.0,
                     revision,
@@ -284,15 +296,11 @@ impl Db {
             return Ok(rows);
         }
         let store = &self.inner.store;
-        let end = |k: Vec<u8>| if last == u32::MAX { vec![k[0] + 1] } else { k };
-        let asset_end = end(keys::asset(AssetId(last.wrapping_add(1))));
-        let label_end = end(keys::labels_of(AssetId(last.wrapping_add(1))));
-        let mut labels = store
-            .range::<Label>(&keys::labels_of(AssetId(first)), &label_end)
-            .peekable();
+        let [(asset_start, asset_end), (label_start, label_end)] = id_range(first, last);
+        let mut labels = store.range::<Label>(&label_start, &label_end).peekable();
         let mut wanted = ids.iter().copied().peekable();
         let mut history = Vec::new();
-        for kv in store.range::<Asset>(&keys::asset(AssetId(first)), &asset_end) {
+        for kv in store.range::<Asset>(&asset_start, &asset_end) {
             let (_, asset) = kv?;
             while wanted.next_if(|w| *w < asset.id.0).is_some() {}
             if wanted.next_if_eq(&asset.id.0).is_none() {
@@ -319,6 +327,30 @@ impl Db {
             push(asset, &history);
         }
         Ok(rows)
+    }
+
+    /// The asset records of `ids` (ascending) and all their label records, read with one
+    /// range scan each over the span of `ids`.
+    pub(crate) fn prefetch(&self, ids: &[u32]) -> Result<Prefetched> {
+        let mut out = Prefetched::default();
+        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            return Ok(out);
+        };
+        let [(asset_start, asset_end), (label_start, label_end)] = id_range(first, last);
+        let wanted = |id: AssetId| ids.binary_search(&id.0).is_ok();
+        for kv in self.inner.store.range::<Asset>(&asset_start, &asset_end) {
+            let (_, a) = kv?;
+            if wanted(a.id) {
+                out.assets.insert(a.id.0, a);
+            }
+        }
+        for kv in self.inner.store.range::<Label>(&label_start, &label_end) {
+            let (_, l) = kv?;
+            if wanted(l.asset()) {
+                out.labels.insert(l.id, l);
+            }
+        }
+        Ok(out)
     }
 
     /// Computes members and digest from the current data, reading the assets on as
@@ -599,10 +631,10 @@ impl Db {
                         "member {:?}: revision {} is not what the selection chooses",
                         asset.external_id, label.id
                     ));
-                    label.answers.clone()
+                    &label.answers
                 }
             };
-            let bytes = answers_bytes(&answers);
+            let bytes = answers_bytes(answers);
             if hash64(&bytes) != m.answers_hash {
                 problems.push(format!("member {:?}: answers hash differs", asset.external_id));
             }

@@ -1,19 +1,21 @@
 //! Reading a snapshot for training: random access, iteration, deterministic shuffles,
 //! shards and splits, diffs, and JSONL export.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::ops::Range;
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::{Member, SnapshotInfo};
-use crate::asset::{AssetId, Content};
+use crate::asset::{Asset, AssetId, Content};
 use crate::db::Db;
 use crate::demo::Rng;
 use crate::error::{Error, Result};
 use crate::json::label_json;
-use crate::label::{Answer, Label, LabelId};
+use crate::label::{Answer, Label, LabelId, LabelKind};
 
 /// One training example: an asset's content and the chosen answers.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,36 +104,56 @@ impl Snapshot {
         let m = self
             .member(i)
             .ok_or_else(|| Error::invalid("index", format!("{i} is past the end ({} examples)", self.len())))?;
-        let (asset, label) = self.read(m)?;
-        let answers = self.answers_of(&label)?;
-        Ok(Example {
-            external_id: asset.external_id,
-            asset: asset.id,
-            content: asset.content,
-            label: label.id,
-            answers,
-        })
+        self.record(m, &mut Prefetched::default()).map(Example::from)
     }
 
-    fn read(&self, m: &Member) -> Result<(crate::asset::Asset, Label)> {
+    /// A member's asset and chosen label, whose answers are the chosen ones: a review
+    /// without answers takes those of the revision it reviewed. Records come from
+    /// `pre` when it has them, from point reads otherwise.
+    fn record(&self, m: &Member, pre: &mut Prefetched) -> Result<(Asset, Label)> {
         let id = AssetId(m.asset);
-        Ok((self.db.asset(id)?, self.db.label(LabelId::new(id, m.revision))?))
-    }
-
-    /// The chosen answers of a chosen label: a review without answers takes those of the
-    /// revision it reviewed.
-    fn answers_of(&self, label: &Label) -> Result<BTreeMap<String, Answer>> {
-        match label.derived_from {
-            Some(reviewed) if label.answers.is_empty() && label.kind == crate::label::LabelKind::Review => {
-                Ok(self.db.label(reviewed)?.answers)
+        let asset = match pre.assets.remove(&m.asset) {
+            Some(a) => a,
+            None => self.db.asset(id)?,
+        };
+        let chosen = LabelId::new(id, m.revision);
+        let mut label = match pre.labels.remove(&chosen) {
+            Some(l) => l,
+            None => self.db.label(chosen)?,
+        };
+        if let Some(reviewed) = label.derived_from {
+            if label.answers.is_empty() && label.kind == LabelKind::Review {
+                label.answers = match pre.labels.get(&reviewed) {
+                    Some(l) => l.answers.clone(),
+                    None => self.db.label(reviewed)?.answers,
+                };
             }
-            _ => Ok(label.answers.clone()),
         }
+        Ok((asset, label))
     }
 
-    /// Every example in order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<Example>> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+    /// The records of the members at `positions`. When their assets form a dense id
+    /// range (as they do for a snapshot of most of a project, in any order), the asset
+    /// and label records are read with two sequential scans instead of point reads.
+    fn read_block(&self, positions: Range<usize>) -> Block {
+        let members: Vec<Member> = positions.filter_map(|i| self.member(i).copied()).collect();
+        let mut pre = Prefetched::default();
+        let mut ids: Vec<u32> = members.iter().map(|m| m.asset).collect();
+        ids.sort_unstable();
+        if let (Some(&first), Some(&last)) = (ids.first(), ids.last()) {
+            if u64::from(last - first) < 4 * ids.len() as u64 {
+                // A damaged record fails the scan; the point reads below then name it.
+                pre = self.db.prefetch(&ids).unwrap_or_default();
+            }
+        }
+        members.iter().map(|m| self.record(m, &mut pre)).collect()
+    }
+
+    /// Every example in order. Blocks of examples are read ahead on background threads
+    /// (one per core, up to 4), each with sequential scans where the block's assets are
+    /// dense, so a training loop rarely waits on storage.
+    pub fn iter(&self) -> Examples {
+        Examples(Records::new(self.clone()))
     }
 
     fn with_view(&self, view: Vec<u32>) -> Snapshot {
@@ -240,10 +262,8 @@ impl Snapshot {
             cause,
         };
         let mut n = 0;
-        for i in 0..self.len() {
-            let Some(m) = self.member(i) else { break };
-            let (asset, mut label) = self.read(m)?;
-            label.answers = self.answers_of(&label)?;
+        for record in Records::new(self.clone()) {
+            let (asset, label) = record?;
             let mut l = label_json(&label, &asset.content);
             if let Some(o) = l.as_object_mut() {
                 for internal in ["label_id", "parent", "derived_from", "created_at"] {
@@ -266,5 +286,131 @@ impl Snapshot {
         }
         out.flush().map_err(io)?;
         Ok(n)
+    }
+}
+
+/// Records read ahead of a block's members: assets by id, labels by id.
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    pub assets: HashMap<u32, Asset>,
+    pub labels: HashMap<LabelId, Label>,
+}
+
+/// Examples positions per block read ahead.
+const BLOCK: usize = 1024;
+
+/// The records of a snapshot in order, read ahead in blocks by worker threads: worker
+/// `w` of `W` reads blocks `w`, `w + W`, ... into its own channel of one block, and the
+/// consumer takes the blocks round-robin, so the order is the snapshot's.
+struct Records {
+    blocks: usize,
+    next: usize,
+    current: std::vec::IntoIter<Result<(Asset, Label)>>,
+    source: Source,
+}
+
+/// The records of one block, in order.
+type Block = Vec<Result<(Asset, Label)>>;
+
+enum Source {
+    Workers(Vec<Receiver<Block>>),
+    /// No thread could be started: blocks are read on the caller's thread.
+    Inline(Snapshot),
+}
+
+impl Records {
+    fn new(snapshot: Snapshot) -> Records {
+        let len = snapshot.len();
+        let blocks = len.div_ceil(BLOCK);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(blocks.max(1));
+        let threads = std::env::var("LDB_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(threads);
+        let mut workers = Vec::with_capacity(threads);
+        for w in 0..threads {
+            let (tx, rx) = sync_channel(1);
+            let snap = snapshot.clone();
+            let started = std::thread::Builder::new()
+                .name("labeldb-snapshot-read".into())
+                .spawn(move || {
+                    for b in (w..blocks).step_by(threads) {
+                        let block = snap.read_block(b * BLOCK..((b + 1) * BLOCK).min(len));
+                        if tx.send(block).is_err() {
+                            return; // the iterator was dropped
+                        }
+                    }
+                });
+            if started.is_err() {
+                workers.clear();
+                break;
+            }
+            workers.push(rx);
+        }
+        let source = if workers.is_empty() {
+            Source::Inline(snapshot)
+        } else {
+            Source::Workers(workers)
+        };
+        Records {
+            blocks,
+            next: 0,
+            current: Vec::new().into_iter(),
+            source,
+        }
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<(Asset, Label)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.current.next() {
+                return Some(r);
+            }
+            if self.next >= self.blocks {
+                return None;
+            }
+            let b = self.next;
+            self.next += 1;
+            let block = match &self.source {
+                Source::Workers(w) => w[b % w.len()].recv(),
+                Source::Inline(snap) => Ok(snap.read_block(b * BLOCK..((b + 1) * BLOCK).min(snap.len()))),
+            };
+            match block {
+                Ok(block) => self.current = block.into_iter(),
+                Err(_) => {
+                    self.next = self.blocks;
+                    return Some(Err(Error::Storage("a snapshot reader thread stopped".into())));
+                }
+            }
+        }
+    }
+}
+
+/// The examples of a snapshot or view, in order (see [`Snapshot::iter`]).
+pub struct Examples(Records);
+
+impl Iterator for Examples {
+    type Item = Result<Example>;
+
+    fn next(&mut self) -> Option<Result<Example>> {
+        self.0.next().map(|r| r.map(Example::from))
+    }
+}
+
+impl From<(Asset, Label)> for Example {
+    fn from((asset, label): (Asset, Label)) -> Example {
+        Example {
+            external_id: asset.external_id,
+            asset: asset.id,
+            content: asset.content,
+            label: label.id,
+            answers: label.answers,
+        }
     }
 }

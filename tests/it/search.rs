@@ -341,16 +341,37 @@ fn top_returns_the_ids_and_scores_of_search_without_counting_or_snippets() -> Te
                 assert_eq!(top.len(), expected.len().min(limit), "{query} limit {limit}");
                 for (id, score) in &top {
                     let want = by_id.get(id).ok_or_else(|| format!("{query}: {id:?} is not a match"))?;
-                    assert!((score - want).abs() <= 1e-4 * want.abs().max(1.0), "{query}: {id:?} {score} vs {want}");
+                    assert!(
+                        (score - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{query}: {id:?} {score} vs {want}"
+                    );
                 }
                 // The best `limit` scores, in order, are those of the full ranking.
                 let best: Vec<f32> = all.iter().take(limit).map(|h| h.score).collect();
                 let got: Vec<f32> = top.iter().map(|t| t.1).collect();
                 for (g, b) in got.iter().zip(&best) {
-                    assert!((g - b).abs() <= 1e-4 * b.abs().max(1.0), "{query} limit {limit}: {got:?} vs {best:?}");
+                    assert!(
+                        (g - b).abs() <= 1e-4 * b.abs().max(1.0),
+                        "{query} limit {limit}: {got:?} vs {best:?}"
+                    );
                 }
             }
         }
+        // A text-only filter ranks among all the project's live assets.
+        let (count, all) = db.search(SMS, text, None, 10_000)?;
+        let top = db.top(SMS, &parse(text)?, 10_000)?;
+        assert_eq!(top.len() as u64, count, "{text} alone");
+        let same = top
+            .iter()
+            .zip(&all)
+            .all(|(t, h)| (t.1 - h.score).abs() <= 1e-4 * h.score.abs().max(1.0));
+        assert!(same, "{text} alone: the ranking differs from search's");
+        let ids: BTreeSet<AssetId> = top.iter().map(|t| t.0).collect();
+        assert_eq!(
+            ids,
+            all.iter().map(|h| h.asset).collect::<BTreeSet<_>>(),
+            "{text} alone"
+        );
     }
     Ok(())
 }
@@ -362,10 +383,20 @@ fn top_follows_the_scored_matches_with_unscored_ones_by_id() -> TestResult {
     db.flush()?;
     let top = db.top(DOCS, &parse("text:free OR status:labeled")?, 10)?;
     let got: Vec<AssetId> = top.iter().map(|t| t.0).collect();
-    assert_eq!(got, vec![ids[2], ids[0], ids[1]], "best score first, the unscored match last");
+    assert_eq!(
+        got,
+        vec![ids[2], ids[0], ids[1]],
+        "best score first, the unscored match last"
+    );
     assert_eq!(top[2].1, 0.0);
     assert!(db.top(DOCS, &parse("text:free AND status:labeled")?, 10)?.is_empty());
-    assert_eq!(db.top(DOCS, &parse("status:todo")?, 2)?.iter().map(|t| t.0).collect::<Vec<_>>(), vec![ids[0], ids[2]]);
+    assert_eq!(
+        db.top(DOCS, &parse("status:todo")?, 2)?
+            .iter()
+            .map(|t| t.0)
+            .collect::<Vec<_>>(),
+        vec![ids[0], ids[2]]
+    );
     Ok(())
 }
 
