@@ -611,11 +611,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let db = open(&cli.db)?;
             let filter = labeldb::query::parse(&query)?;
-            let set = db.select(&project, &filter)?;
             if count {
-                say!(out, "{}", set.len());
+                say!(out, "{}", db.count(&project, &filter)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            let set = db.select(&project, &filter)?;
             let sort = match sort {
                 None if labeldb::query::has_text(&filter) && after.is_none() && !facets => {
                     let (count, hits) = db.ranked(&project, &filter, limit)?;

@@ -109,28 +109,48 @@ impl Db {
     /// unless the filter mentions `deleted` (text filters never match them: the text
     /// index holds live assets only).
     pub fn select(&self, project: &str, filter: &Filter) -> Result<AssetSet> {
+        self.evaluate(project, |ev| select_in(ev, filter).map(AssetSet))
+    }
+
+    /// How many assets of a project match a filter. `x AND y` and `x AND NOT y` are
+    /// counted from the cardinality of the intersection or difference, without building
+    /// the result.
+    pub fn count(&self, project: &str, filter: &Filter) -> Result<u64> {
+        self.evaluate(project, |ev| {
+            let Filter::And(a, b) = filter else {
+                return Ok(select_in(ev, filter)?.cardinality());
+            };
+            if is_text_only(filter) {
+                // One tantivy query (see `Eval::eval`), not two.
+                return Ok(select_in(ev, filter)?.cardinality());
+            }
+            let (x, y, negated) = match (a.as_ref(), b.as_ref()) {
+                (x, Filter::Not(y)) | (Filter::Not(y), x) => (x, y.as_ref(), true),
+                _ => (a.as_ref(), b.as_ref(), false),
+            };
+            let (l, r) = (ev.eval(x)?, ev.eval(y)?);
+            let counted = match (ev.deleted(), negated) {
+                (None, true) => l.andnot_cardinality(&r),
+                (None, false) => l.and_cardinality(&r),
+                (Some(deleted), true) => (l.as_ref() - r.as_ref()).andnot_cardinality(deleted),
+                (Some(deleted), false) => (l.as_ref() & r.as_ref()).andnot_cardinality(deleted),
+            };
+            Ok(counted)
+        })
+    }
+
+    /// Runs `run` with an evaluator over the project's indexes, under their read lock.
+    fn evaluate<T>(&self, project: &str, run: impl FnOnce(&mut Eval<'_>) -> Result<T>) -> Result<T> {
         let project = self.project(project)?;
         let index = self.inner.index.read();
         let empty = ProjectIndex::default();
         let p = index.projects.get(&project.id).unwrap_or(&empty);
-        let mut ev = Eval {
+        run(&mut Eval {
             db: self,
             project: &project,
             index: p,
             uses_deleted: false,
-        };
-        let mut out = ev.eval(filter)?.into_owned();
-        if !ev.uses_deleted {
-            if let Some(deleted) = p.bitmap(&Key::Deleted) {
-                out -= deleted;
-            }
-        }
-        Ok(AssetSet(out))
-    }
-
-    /// How many assets of a project match a filter.
-    pub fn count(&self, project: &str, filter: &Filter) -> Result<u64> {
-        Ok(self.select(project, filter)?.len())
+        })
     }
 
     /// Full-text search: `text` in the query language (bare words, `"phrases"`,
@@ -402,6 +422,15 @@ struct Eval<'a> {
 }
 
 impl<'a> Eval<'a> {
+    /// The soft-deleted assets to leave out of the result: none when the filter
+    /// mentioned `deleted` (call after evaluating it) or when there are none.
+    fn deleted(&self) -> Option<&'a Bitmap> {
+        let index: &'a ProjectIndex = self.index;
+        index
+            .bitmap(&Key::Deleted)
+            .filter(|d| !self.uses_deleted && !d.is_empty())
+    }
+
     /// A leaf's bitmap, borrowed from the index (no copy).
     fn bitmap(&self, key: &Key) -> Cow<'a, Bitmap> {
         match self.index.bitmap(key) {
@@ -523,6 +552,15 @@ fn with_unscored(mut best: Vec<(AssetId, f32)>, set: &Bitmap, limit: usize) -> V
         best.extend(rest.iter().take(limit - best.len()).map(|id| (AssetId(id), 0.0)));
     }
     best
+}
+
+/// The assets matching `filter`, without soft-deleted ones unless it mentions `deleted`.
+fn select_in(ev: &mut Eval<'_>, filter: &Filter) -> Result<Bitmap> {
+    let mut out = ev.eval(filter)?.into_owned();
+    if let Some(deleted) = ev.deleted() {
+        out -= deleted;
+    }
+    Ok(out)
 }
 
 /// Whether a filter is made of text filters, AND and OR only.

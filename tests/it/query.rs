@@ -675,8 +675,8 @@ fn explain(truths: &[Truth], f: &Filter, how: &str, got: &[AssetId], expected: &
     s
 }
 
-/// `select`, and `query` of the printed filter, both equal the brute force; the printed
-/// filter parses back to the same tree.
+/// `select`, `count`, and `query` of the printed filter all equal the brute force; the
+/// printed filter parses back to the same tree.
 fn check_filter(db: &Db, project: &str, truths: &[Truth], f: &Filter) {
     let expected = brute(truths, f);
     let got: Vec<AssetId> = match db.select(project, f) {
@@ -684,6 +684,11 @@ fn check_filter(db: &Db, project: &str, truths: &[Truth], f: &Filter) {
         Err(e) => panic!("select {f:?}: {e}"),
     };
     assert!(got == expected, "{}", explain(truths, f, "select", &got, &expected));
+    // `count` takes shortcuts for `x AND y` and `x AND NOT y`: it must agree.
+    match db.count(project, f) {
+        Ok(n) => assert_eq!(n, expected.len() as u64, "count {f:?}"),
+        Err(e) => panic!("count {f:?}: {e}"),
+    }
     let text = to_query_string(f);
     match parse(&text) {
         Ok(back) => assert_eq!(&back, f, "{text:?} parses to a different filter"),
