@@ -294,6 +294,44 @@ pub struct IndexInfo {
     pub text_rebuilt: Option<String>,
 }
 
+/// The external ids of `assets` that the project already has. When few stored ids lie
+/// between the smallest and the largest of them (a fresh import, a re-run of one), one
+/// range scan merged with the sorted ids answers; otherwise one point read each.
+fn existing_external_ids(store: &Store, project: ProjectId, assets: &[NewAsset]) -> Result<BTreeSet<String>> {
+    let mut ids: Vec<&str> = assets.iter().map(|a| a.external_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut out = BTreeSet::new();
+    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+        return Ok(out);
+    };
+    let prefix = keys::external_prefix(project).len();
+    let mut end = keys::external(project, last);
+    end.push(0); // just past `last`
+    let budget = 2 * ids.len() + 64;
+    let mut stored = Vec::new();
+    for raw in store.range_undecoded(&keys::external(project, first), &end) {
+        if stored.len() == budget {
+            // Too many other ids in between: point reads cost less than the scan.
+            for id in ids {
+                if store.contains(&keys::external(project, id))? {
+                    out.insert(id.to_string());
+                }
+            }
+            return Ok(out);
+        }
+        stored.push(raw?);
+    }
+    let mut wanted = ids.into_iter().peekable();
+    for raw in &stored {
+        let key = &raw.key()[prefix..];
+        while wanted.next_if(|id| id.as_bytes() < key).is_some() {}
+        if let Some(id) = wanted.next_if(|id| id.as_bytes() == key) {
+            out.insert(id.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Loads the index checkpoint and replays the log after it, or rebuilds.
 fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
     let mut info = IndexInfo::default();
@@ -695,9 +733,10 @@ impl Db {
     pub(crate) fn insert_assets(&self, actor: &str, project: &Project, assets: Vec<NewAsset>) -> Result<AddReport> {
         self.write(|txn| {
             let mut report = AddReport::default();
+            let existing = existing_external_ids(txn.store, project.id, &assets)?;
             let mut fresh = Vec::with_capacity(assets.len());
             for a in assets {
-                if txn.store.contains(&keys::external(project.id, &a.external_id))? {
+                if existing.contains(a.external_id.as_str()) {
                     report.duplicates.push(a.external_id);
                 } else {
                     fresh.push(a);

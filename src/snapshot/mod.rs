@@ -21,12 +21,11 @@ use crate::asset::{Asset, AssetId, Digest};
 use crate::db::{read_history, Db};
 use crate::error::{Error, Result};
 use crate::event::{Action, Seq};
-use crate::label::{Answer, Label, LabelKind, Source, Verdict};
+use crate::label::{Answer, Label, LabelId, LabelKind, Source, Verdict};
 use crate::project::{check_name, Project, ProjectId, Schema};
 use crate::query::{to_query_string, Filter};
-use crate::store::{codec, keys};
+use crate::store::{codec, keys, Raw};
 
-use reader::Prefetched;
 pub use reader::{Diff, Example, Examples, Relabel, Snapshot};
 
 /// Members per stored chunk.
@@ -255,6 +254,13 @@ fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 2] {
     ]
 }
 
+/// The stored records of one snapshot member (see [`Db::fetch`]): its asset, and label
+/// records of the asset that include the chosen one unless it is missing.
+pub(crate) struct Fetched {
+    pub asset: Raw,
+    pub labels: Vec<Raw>,
+}
+
 /// One member being computed: external id, member, content digest, answers bytes.
 type Row = (String, Member, Digest, Vec<u8>);
 
@@ -329,28 +335,57 @@ impl Db {
         Ok(rows)
     }
 
-    /// The asset records of `ids` (ascending) and all their label records, read with one
-    /// range scan each over the span of `ids`.
-    pub(crate) fn prefetch(&self, ids: &[u32]) -> Result<Prefetched> {
-        let mut out = Prefetched::default();
+    /// The stored records of `members`, in their order, not yet decoded (`None`: not
+    /// found, for the caller's point read to report). When their assets form a dense id
+    /// range (as for a snapshot of most of a project, in any order), they are read with
+    /// two sequential scans, and every label record of each asset comes along; otherwise
+    /// with point reads of the asset and its chosen label.
+    pub(crate) fn fetch(&self, members: &[Member]) -> Result<Vec<Option<Fetched>>> {
+        let store = &self.inner.store;
+        let mut ids: Vec<u32> = members.iter().map(|m| m.asset).collect();
+        ids.sort_unstable();
         let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
-            return Ok(out);
+            return Ok(Vec::new());
         };
+        if u64::from(last - first) >= 4 * ids.len() as u64 {
+            return members
+                .iter()
+                .map(|m| {
+                    let id = AssetId(m.asset);
+                    let label = store.get_undecoded(&keys::label(LabelId::new(id, m.revision)))?;
+                    Ok(store.get_undecoded(&keys::asset(id))?.map(|asset| Fetched {
+                        asset,
+                        labels: label.into_iter().collect(),
+                    }))
+                })
+                .collect();
+        }
+        let slot = |key: &[u8]| keys::asset_of(key).and_then(|id| ids.binary_search(&id.0).ok());
         let [(asset_start, asset_end), (label_start, label_end)] = id_range(first, last);
-        let wanted = |id: AssetId| ids.binary_search(&id.0).is_ok();
-        for kv in self.inner.store.range::<Asset>(&asset_start, &asset_end) {
-            let (_, a) = kv?;
-            if wanted(a.id) {
-                out.assets.insert(a.id.0, a);
+        let mut assets: Vec<Option<Raw>> = vec![None; ids.len()];
+        for raw in store.range_undecoded(&asset_start, &asset_end) {
+            let raw = raw?;
+            if let Some(i) = slot(raw.key()) {
+                assets[i] = Some(raw);
             }
         }
-        for kv in self.inner.store.range::<Label>(&label_start, &label_end) {
-            let (_, l) = kv?;
-            if wanted(l.asset()) {
-                out.labels.insert(l.id, l);
+        let mut labels: Vec<Vec<Raw>> = vec![Vec::new(); ids.len()];
+        for raw in store.range_undecoded(&label_start, &label_end) {
+            let raw = raw?;
+            if let Some(i) = slot(raw.key()) {
+                labels[i].push(raw);
             }
         }
-        Ok(out)
+        Ok(members
+            .iter()
+            .map(|m| {
+                let i = ids.binary_search(&m.asset).ok()?;
+                Some(Fetched {
+                    asset: assets[i].take()?,
+                    labels: std::mem::take(&mut labels[i]),
+                })
+            })
+            .collect())
     }
 
     /// Computes members and digest from the current data, reading the assets on as

@@ -1,7 +1,7 @@
 //! Reading a snapshot for training: random access, iteration, deterministic shuffles,
 //! shards and splits, diffs, and JSONL export.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{Member, SnapshotInfo};
+use super::{Fetched, Member, SnapshotInfo};
 use crate::asset::{Asset, AssetId, Content};
 use crate::db::Db;
 use crate::demo::Rng;
 use crate::error::{Error, Result};
 use crate::json::label_json;
 use crate::label::{Answer, Label, LabelId, LabelKind};
+use crate::store::keys;
 
 /// One training example: an asset's content and the chosen answers.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,49 +105,43 @@ impl Snapshot {
         let m = self
             .member(i)
             .ok_or_else(|| Error::invalid("index", format!("{i} is past the end ({} examples)", self.len())))?;
-        self.record(m, &mut Prefetched::default()).map(Example::from)
+        self.record(m, None).map(Example::from)
     }
 
     /// A member's asset and chosen label, whose answers are the chosen ones: a review
-    /// without answers takes those of the revision it reviewed. Records come from
-    /// `pre` when it has them, from point reads otherwise.
-    fn record(&self, m: &Member, pre: &mut Prefetched) -> Result<(Asset, Label)> {
+    /// without answers takes those of the revision it reviewed. Records are decoded
+    /// from `fetched` when it has them and read with point reads otherwise.
+    fn record(&self, m: &Member, fetched: Option<Fetched>) -> Result<(Asset, Label)> {
         let id = AssetId(m.asset);
-        let asset = match pre.assets.remove(&m.asset) {
-            Some(a) => a,
-            None => self.db.asset(id)?,
-        };
         let chosen = LabelId::new(id, m.revision);
-        let mut label = match pre.labels.remove(&chosen) {
-            Some(l) => l,
-            None => self.db.label(chosen)?,
+        let (asset, labels) = match fetched {
+            Some(f) => (f.asset.decode()?, f.labels),
+            None => (self.db.asset(id)?, Vec::new()),
         };
+        let label_of = |lid: LabelId| -> Result<Label> {
+            let key = keys::label(lid);
+            match labels.iter().find(|r| r.key() == key.as_slice()) {
+                Some(raw) => raw.decode(),
+                None => self.db.label(lid),
+            }
+        };
+        let mut label = label_of(chosen)?;
         if let Some(reviewed) = label.derived_from {
             if label.answers.is_empty() && label.kind == LabelKind::Review {
-                label.answers = match pre.labels.get(&reviewed) {
-                    Some(l) => l.answers.clone(),
-                    None => self.db.label(reviewed)?.answers,
-                };
+                label.answers = label_of(reviewed)?.answers;
             }
         }
         Ok((asset, label))
     }
 
-    /// The records of the members at `positions`. When their assets form a dense id
-    /// range (as they do for a snapshot of most of a project, in any order), the asset
-    /// and label records are read with two sequential scans instead of point reads.
+    /// The members at `positions` with their stored records, read with range scans
+    /// where the block's assets are dense (see [`Db::fetch`]); decoding is left to the
+    /// consumer, so the allocations of an example are made and freed on one thread.
     fn read_block(&self, positions: Range<usize>) -> Block {
         let members: Vec<Member> = positions.filter_map(|i| self.member(i).copied()).collect();
-        let mut pre = Prefetched::default();
-        let mut ids: Vec<u32> = members.iter().map(|m| m.asset).collect();
-        ids.sort_unstable();
-        if let (Some(&first), Some(&last)) = (ids.first(), ids.last()) {
-            if u64::from(last - first) < 4 * ids.len() as u64 {
-                // A damaged record fails the scan; the point reads below then name it.
-                pre = self.db.prefetch(&ids).unwrap_or_default();
-            }
-        }
-        members.iter().map(|m| self.record(m, &mut pre)).collect()
+        // A failed scan leaves every member to point reads, which name what failed.
+        let mut fetched = self.db.fetch(&members).unwrap_or_default().into_iter();
+        members.into_iter().map(|m| (m, fetched.next().flatten())).collect()
     }
 
     /// Every example in order. Blocks of examples are read ahead on background threads
@@ -289,34 +284,24 @@ impl Snapshot {
     }
 }
 
-/// Records read ahead of a block's members: assets by id, labels by id.
-#[derive(Default)]
-pub(crate) struct Prefetched {
-    pub assets: HashMap<u32, Asset>,
-    pub labels: HashMap<LabelId, Label>,
-}
-
-/// Examples positions per block read ahead.
+/// Positions per block read ahead.
 const BLOCK: usize = 1024;
 
 /// The records of a snapshot in order, read ahead in blocks by worker threads: worker
 /// `w` of `W` reads blocks `w`, `w + W`, ... into its own channel of one block, and the
 /// consumer takes the blocks round-robin, so the order is the snapshot's.
 struct Records {
+    snapshot: Snapshot,
     blocks: usize,
     next: usize,
-    current: std::vec::IntoIter<Result<(Asset, Label)>>,
-    source: Source,
+    current: std::vec::IntoIter<(Member, Option<Fetched>)>,
+    /// One channel per worker; none when no thread could be started, and blocks are
+    /// then read on the caller's thread.
+    workers: Vec<Receiver<Block>>,
 }
 
-/// The records of one block, in order.
-type Block = Vec<Result<(Asset, Label)>>;
-
-enum Source {
-    Workers(Vec<Receiver<Block>>),
-    /// No thread could be started: blocks are read on the caller's thread.
-    Inline(Snapshot),
-}
+/// The members of one block, in order, with their stored records.
+type Block = Vec<(Member, Option<Fetched>)>;
 
 impl Records {
     fn new(snapshot: Snapshot) -> Records {
@@ -350,16 +335,12 @@ impl Records {
             }
             workers.push(rx);
         }
-        let source = if workers.is_empty() {
-            Source::Inline(snapshot)
-        } else {
-            Source::Workers(workers)
-        };
         Records {
+            snapshot,
             blocks,
             next: 0,
             current: Vec::new().into_iter(),
-            source,
+            workers,
         }
     }
 }
@@ -369,17 +350,19 @@ impl Iterator for Records {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(r) = self.current.next() {
-                return Some(r);
+            if let Some((m, fetched)) = self.current.next() {
+                return Some(self.snapshot.record(&m, fetched));
             }
             if self.next >= self.blocks {
                 return None;
             }
             let b = self.next;
             self.next += 1;
-            let block = match &self.source {
-                Source::Workers(w) => w[b % w.len()].recv(),
-                Source::Inline(snap) => Ok(snap.read_block(b * BLOCK..((b + 1) * BLOCK).min(snap.len()))),
+            let block = match self.workers.len() {
+                0 => Ok(self
+                    .snapshot
+                    .read_block(b * BLOCK..((b + 1) * BLOCK).min(self.snapshot.len()))),
+                n => self.workers[b % n].recv(),
             };
             match block {
                 Ok(block) => self.current = block.into_iter(),

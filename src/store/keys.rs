@@ -67,6 +67,12 @@ pub(crate) fn label(id: LabelId) -> Vec<u8> {
     with_tag(tag::LABEL, &id.0.to_be_bytes())
 }
 
+/// The asset id in an ASSET or LABEL key.
+pub(crate) fn asset_of(key: &[u8]) -> Option<AssetId> {
+    let id: [u8; 4] = key.get(1..5)?.try_into().ok()?;
+    Some(AssetId(u32::from_be_bytes(id)))
+}
+
 /// Prefix of every label of an asset, in revision order.
 pub(crate) fn labels_of(asset: AssetId) -> Vec<u8> {
     with_tag(tag::LABEL, &asset.0.to_be_bytes())

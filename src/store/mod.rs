@@ -36,6 +36,25 @@ pub(crate) struct ChunkedHead {
 /// Checkpoint chunks are at most this long, so no sled value is huge.
 const CHUNK: usize = 1 << 20;
 
+/// A record as stored, decoded on demand (on whichever thread wants it). Holding one
+/// holds a reference to sled's buffer, not a copy.
+#[derive(Clone)]
+pub(crate) struct Raw {
+    key: sled::IVec,
+    value: sled::IVec,
+}
+
+impl Raw {
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Decodes the record, checking its crc (a mismatch names the key).
+    pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        codec::decode(&self.key, &self.value)
+    }
+}
+
 /// The sled database behind a `Db` (a cheap handle: clones share it).
 #[derive(Clone)]
 pub(crate) struct Store {
@@ -144,6 +163,18 @@ impl Store {
             let t = codec::decode(&k, &v)?;
             Ok((k.to_vec(), t))
         })
+    }
+
+    /// The stored record under a key, not yet decoded.
+    pub(crate) fn get_undecoded(&self, key: &[u8]) -> Result<Option<Raw>> {
+        Ok(self.db.get(key)?.map(|value| Raw { key: key.into(), value }))
+    }
+
+    /// The stored records in `[start, end)`, in key order, not yet decoded.
+    pub(crate) fn range_undecoded(&self, start: &[u8], end: &[u8]) -> impl Iterator<Item = Result<Raw>> {
+        self.db
+            .range(start.to_vec()..end.to_vec())
+            .map(|kv| kv.map(|(key, value)| Raw { key, value }).map_err(Error::from))
     }
 
     /// Every raw key and value, for `verify`.

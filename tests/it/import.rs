@@ -298,3 +298,44 @@ fn sms_spam_collection_imports_as_jsonl_with_747_spam() -> TestResult {
     assert!(report.is_clean(), "{:?}", report.problems);
     Ok(())
 }
+
+#[test]
+fn add_assets_reports_exactly_the_existing_external_ids_however_they_interleave_with_stored_ones() -> TestResult {
+    // The check scans the stored ids between a chunk's smallest and largest id when
+    // few lie there and falls back to one point read per id when many do: both paths,
+    // with duplicates at the ends, in the middle, and ids sorting between stored ones.
+    let (_dir, db) = temp_db();
+    db.create_project(
+        "admin",
+        "p",
+        schema(r#"{"jobs": [{"name": "c", "kind": "classification", "classes": ["x"]}]}"#),
+    )?;
+    let stored: Vec<String> = (0..500).map(|i| format!("k{:04}", i * 2)).collect();
+    let news = |ids: &[&str]| {
+        ids.iter()
+            .map(|id| labeldb::NewAsset::text(*id, "text"))
+            .collect::<Vec<_>>()
+    };
+    let all: Vec<&str> = stored.iter().map(String::as_str).collect();
+    assert!(db.add_assets("admin", "p", news(&all))?.duplicates.is_empty());
+    let cases: [(&[&str], &[&str]); 5] = [
+        // Few stored ids in range: the merged scan.
+        (&["k0100", "k0101", "k0102"], &["k0100", "k0102"]),
+        (&["k0101", "k0103", "k0105"], &["k0101"]), // k0101 came in just above
+        (&["k0998", "k0998a", "zz"], &["k0998"]),
+        // Hundreds of stored ids in range: point reads.
+        (
+            &["a", "k0000", "k0500", "k0501", "k0998", "zz2"],
+            &["k0000", "k0500", "k0998"],
+        ),
+        (&["k0001", "k0999"], &[]),
+    ];
+    for (input, expected) in cases {
+        let report = db.add_assets("admin", "p", news(input))?;
+        let mut dups = report.duplicates.clone();
+        dups.sort();
+        assert_eq!(dups, expected, "{input:?}");
+        assert_eq!(report.added.len(), input.len() - expected.len(), "{input:?}");
+    }
+    Ok(())
+}
