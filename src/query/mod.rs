@@ -196,21 +196,20 @@ impl Db {
     /// text query's matches among the project's live assets (or REST's): the full match
     /// set is never built.
     pub fn top(&self, project: &str, filter: &Filter, limit: usize) -> Result<Vec<(AssetId, f32)>> {
-        if is_text_only(filter) {
-            let query = text_query(&self.inner.text, filter)?;
-            let within = self.select(project, &Filter::All)?;
+        let split = match filter {
+            f if is_text_only(f) => Some((f, &Filter::All)),
+            Filter::And(a, b) => [(a, b), (b, a)]
+                .into_iter()
+                .find(|(text, rest)| is_text_only(text) && !has_text(rest))
+                .map(|(text, rest)| (text.as_ref(), rest.as_ref())),
+            _ => None,
+        };
+        if let Some((text, rest)) = split {
+            // The text subtree's own query matches exactly its assets and scores them as
+            // the sum of its leaves, like the union `ranked` uses.
+            let query = text_query(&self.inner.text, text)?;
+            let within = self.select(project, rest)?;
             return self.inner.text.top(&*query, Arc::new(within.0), limit);
-        }
-        if let Filter::And(a, b) = filter {
-            for (text, rest) in [(a, b), (b, a)] {
-                if is_text_only(text) && !has_text(rest) {
-                    // The text subtree's own query matches exactly its assets and scores
-                    // them as the sum of its leaves, like the union `ranked` uses.
-                    let query = text_query(&self.inner.text, text)?;
-                    let within = self.select(project, rest)?;
-                    return self.inner.text.top(&*query, Arc::new(within.0), limit);
-                }
-            }
         }
         let set = self.select(project, filter)?;
         let best = self.best_of(&self.text_queries(filter)?, &set.0, limit)?;
