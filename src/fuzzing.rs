@@ -46,6 +46,18 @@ pub fn decode_record(bytes: &[u8]) {
     let _ = codec::decode::<Image>(b"\x0afuzz", bytes).map(crate::index::Indexes::from_image);
 }
 
+/// Decodes `bytes` as a portable roaring bitmap, as the index checkpoint and snapshot
+/// member records are read (CRoaring validates the bytes: this is C code fed untrusted
+/// input). Whatever decodes must re-encode to a bitmap equal to it, and iterate to as
+/// many ids as its cardinality.
+pub fn decode_bitmap(bytes: &[u8]) {
+    if let Some(bm) = crate::index::from_bytes(bytes) {
+        let again = crate::index::from_bytes(&crate::index::to_bytes(&bm)).expect("an encoded bitmap decodes");
+        assert_eq!(again, bm, "a bitmap must survive encode and decode");
+        assert_eq!(bm.iter().count() as u64, bm.cardinality());
+    }
+}
+
 /// Parses `bytes` as a JSONL file against [`schema`], validating each record.
 pub fn parse_jsonl(bytes: &[u8]) {
     let schema = schema();

@@ -74,3 +74,8 @@ fn jsonl_importer_inputs_never_panic() {
 fn conll_importer_inputs_never_panic() {
     replay("conll_importer", labeldb::fuzzing::parse_conll);
 }
+
+#[test]
+fn bitmap_decoder_inputs_never_panic() {
+    replay("bitmap_decoder", labeldb::fuzzing::decode_bitmap);
+}
