@@ -243,6 +243,12 @@ pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> 
     Ok(members)
 }
 
+/// Whether `n` ids from `first` to `last` are dense enough that range scans over the
+/// span (reading at most 4 records per wanted one) beat point reads.
+fn dense(first: u32, last: u32, n: usize) -> bool {
+    u64::from(last - first) < 4 * n as u64
+}
+
 /// The key ranges `[start, end)` of the asset records and of the label records of the
 /// assets `first..=last`.
 fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 2] {
@@ -293,8 +299,7 @@ impl Db {
                 rows.push((asset.external_id, member, asset.digest, bytes));
             }
         };
-        let span = u64::from(last - first) + 1;
-        if (ids.len() as u64) * 4 < span {
+        if !dense(first, last, ids.len()) {
             for &id in ids {
                 let id = AssetId(id);
                 push(self.asset(id)?, &read_history(&self.inner.store, id)?);
@@ -347,7 +352,7 @@ impl Db {
         let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
             return Ok(Vec::new());
         };
-        if u64::from(last - first) >= 4 * ids.len() as u64 {
+        if !dense(first, last, ids.len()) {
             return members
                 .iter()
                 .map(|m| {
