@@ -277,3 +277,42 @@ pub(crate) struct ProjectImage {
 
 /// A numeric index's buckets: bucket number and serialized bitmap.
 pub(crate) type SerializedBuckets = Vec<(u32, Vec<u8>)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Indexes {
+        let mut ix = Indexes {
+            seq: 7,
+            ..Indexes::default()
+        };
+        let p = ix.projects.entry(ProjectId(1)).or_default();
+        p.all = Bitmap::of(&[1, 2, 70_000]);
+        p.bitmaps.insert(Key::Honeypot, Bitmap::of(&[2]));
+        p.nums.entry(NumKey::Priority).or_default().insert(1, 5.0);
+        ix
+    }
+
+    #[test]
+    fn an_image_round_trips_and_another_layout_is_refused() {
+        let ix = sample();
+        assert_eq!(Indexes::from_image(ix.image()), Ok(ix.clone()));
+        let mut old = ix.image();
+        old.layout = LAYOUT - 1;
+        let err = Indexes::from_image(old).expect_err("an older layout must be rebuilt, not loaded");
+        assert!(err.contains("layout 1"), "{err}");
+    }
+
+    #[test]
+    fn allocated_bytes_grow_with_containers_and_payload() {
+        let small = Bitmap::of(&[1]);
+        let spread: Bitmap = (0..16u32).map(|i| i << 16).collect();
+        assert!(
+            allocated(&spread) > allocated(&small) + 15 * 32,
+            "a container costs its header"
+        );
+        let dense: Bitmap = (0..60_000u32).collect();
+        assert!(allocated(&dense) >= 8192, "a bitset container holds 8 KiB");
+    }
+}
