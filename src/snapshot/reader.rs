@@ -287,6 +287,11 @@ impl Snapshot {
 /// Positions per block read ahead.
 const BLOCK: usize = 1024;
 
+/// The positions of block `b` of `len`.
+fn block_range(b: usize, len: usize) -> Range<usize> {
+    b * BLOCK..((b + 1) * BLOCK).min(len)
+}
+
 /// The records of a snapshot in order, read ahead in blocks by worker threads: worker
 /// `w` of `W` reads blocks `w`, `w + W`, ... into its own channel of one block, and the
 /// consumer takes the blocks round-robin, so the order is the snapshot's.
@@ -311,10 +316,6 @@ impl Records {
             .map_or(1, |n| n.get())
             .clamp(1, 4)
             .min(blocks.max(1));
-        let threads = std::env::var("LDB_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(threads);
         let mut workers = Vec::with_capacity(threads);
         for w in 0..threads {
             let (tx, rx) = sync_channel(1);
@@ -323,7 +324,7 @@ impl Records {
                 .name("labeldb-snapshot-read".into())
                 .spawn(move || {
                     for b in (w..blocks).step_by(threads) {
-                        let block = snap.read_block(b * BLOCK..((b + 1) * BLOCK).min(len));
+                        let block = snap.read_block(block_range(b, len));
                         if tx.send(block).is_err() {
                             return; // the iterator was dropped
                         }
@@ -359,9 +360,7 @@ impl Iterator for Records {
             let b = self.next;
             self.next += 1;
             let block = match self.workers.len() {
-                0 => Ok(self
-                    .snapshot
-                    .read_block(b * BLOCK..((b + 1) * BLOCK).min(self.snapshot.len()))),
+                0 => Ok(self.snapshot.read_block(block_range(b, self.snapshot.len()))),
                 n => self.workers[b % n].recv(),
             };
             match block {
