@@ -124,8 +124,9 @@ pub(crate) fn derive(asset: &Asset, history: &[Label]) -> Entry {
         if let Some(min) = per_job.values().copied().reduce(f32::min) {
             e.nums.insert(NumKey::Score(kind, None), f64::from(min));
         }
-        match per_job.keys().collect::<Vec<_>>()[..] {
-            [only] => {
+        let mut jobs = per_job.keys();
+        match (jobs.next(), jobs.next()) {
+            (Some(only), None) => {
                 e.keys.insert(Key::ScoredOnly(kind, only.to_string()));
             }
             _ => {

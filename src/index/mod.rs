@@ -140,7 +140,6 @@ impl Indexes {
 
     /// The serializable image of the indexes.
     pub(crate) fn image(&self) -> Image {
-        let ser = to_bytes;
         Image {
             layout: LAYOUT,
             seq: self.seq,
@@ -149,12 +148,12 @@ impl Indexes {
                 .iter()
                 .map(|(id, p)| ProjectImage {
                     project: *id,
-                    all: ser(&p.all),
-                    bitmaps: p.bitmaps.iter().map(|(k, bm)| (k.clone(), ser(bm))).collect(),
+                    all: to_bytes(&p.all),
+                    bitmaps: p.bitmaps.iter().map(|(k, bm)| (k.clone(), to_bytes(bm))).collect(),
                     nums: p
                         .nums
                         .iter()
-                        .map(|(k, ix)| (k.clone(), ix.buckets.iter().map(|(b, bm)| (*b, ser(bm))).collect()))
+                        .map(|(k, ix)| (k.clone(), ix.buckets.iter().map(|(b, bm)| (*b, to_bytes(bm))).collect()))
                         .collect(),
                 })
                 .collect(),
