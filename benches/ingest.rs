@@ -17,18 +17,17 @@
 //! the rows is the same for every peer and is not timed; nor is directory setup and
 //! removal.
 
-use std::error::Error;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use labeldb::{Answer, Db, NewAsset, NewLabel, Schema};
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
+mod common;
+use common::{dir_bytes, load_average, mib, BoxResult, SplitMix64, Stopwatch, ASSETS_ENV};
 
 const CHUNK: usize = 10_000;
-const ASSETS_ENV: &str = "LABELDB_BENCH_ASSETS";
 const ONESHOT_ENV: &str = "LABELDB_BENCH_ONESHOT";
 const CRITERION_ASSETS_ENV: &str = "LABELDB_BENCH_CRITERION_ASSETS";
 const TEXT_COMMIT_ENV: &str = "LABELDB_BENCH_TEXT_COMMIT_SECS";
@@ -49,23 +48,6 @@ const WORDS: [&str; 96] = [
     "people", "my", "than", "first", "water", "been", "call", "who", "oil", "its", "now", "find", "long", "down",
     "day", "did", "get", "come", "made",
 ];
-
-/// splitmix64: tiny, fast and deterministic.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// One generated asset and its label; row `i` depends only on `i`.
 struct Row {
@@ -120,43 +102,6 @@ impl Row {
 
 fn rows(start: usize, end: usize) -> Vec<Row> {
     (start..end).map(Row::new).collect()
-}
-
-/// Sums the wall time, and the CPU time of the whole process (every thread, sled's
-/// background ones included), of the timed sections of one load.
-#[derive(Default)]
-struct Stopwatch {
-    wall: Duration,
-    cpu: Duration,
-}
-
-impl Stopwatch {
-    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let cpu = process_cpu();
-        let t = Instant::now();
-        let r = f();
-        self.wall += t.elapsed();
-        self.cpu += process_cpu().saturating_sub(cpu);
-        r
-    }
-}
-
-/// User plus system time of this process, from /proc/self/stat (zero if unreadable).
-fn process_cpu() -> Duration {
-    // Clock ticks are 100 per second on every Linux this runs on (USER_HZ).
-    const TICK: Duration = Duration::from_millis(10);
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u32 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u32>().ok())
-        .sum();
-    TICK * ticks
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,21 +293,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Bytes of every file under `path`.
-fn dir_bytes(path: &Path) -> BoxResult<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
-}
-
 /// Where the bytes are: each entry of the database directory with its size.
 fn disk_breakdown(dir: &Path) -> BoxResult<String> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
@@ -461,18 +391,6 @@ fn measure(peer: Peer, n: usize) -> BoxResult<Measured> {
         peak_rss: f[5].parse()?,
         base_rss: f[6].parse()?,
     })
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / (1024.0 * 1024.0)
-}
-
-/// The 1-minute load average: the machine is shared, so the figures say how busy it was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
 }
 
 fn summary(n: usize) -> BoxResult<()> {

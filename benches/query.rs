@@ -17,8 +17,6 @@
 //! and the ratios against the targets. BENCHMARKS.md records the figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::RefCell;
-use std::error::Error;
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
@@ -29,9 +27,9 @@ use criterion::{Criterion, SamplingMode};
 use labeldb::{Answer, Db, Filter, NewAsset, NewLabel, Schema, Sort, Status};
 use rusqlite::{params, Connection};
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
+mod common;
+use common::{dir_bytes, fmt_duration, fmt_ratio, mib, verdict, BoxResult, Samples, SplitMix64, ASSETS_ENV};
 
-const ASSETS_ENV: &str = "LABELDB_BENCH_ASSETS";
 /// Set in the child process that measures the memory one open retains.
 const MEMORY_ENV: &str = "LABELDB_BENCH_QUERY_MEMORY";
 const KEEP_ENV: &str = "LABELDB_BENCH_QUERY_KEEP";
@@ -63,28 +61,6 @@ const WORDS: [&str; 48] = [
     "said", "there", "use", "each", "which", "how", "their", "will", "other", "about", "out", "many", "then", "some",
     "time", "water",
 ];
-
-/// splitmix64: tiny, fast and deterministic.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Cumulative Zipf weights 1/(k+1) over `n` ranks, normalised to end at 1.
 fn zipf_cdf(n: usize) -> Vec<f64> {
@@ -396,21 +372,6 @@ fn copy_dir(from: &Path, to: &Path) -> BoxResult<()> {
     Ok(())
 }
 
-/// Bytes of every file under `path`.
-fn dir_bytes(path: &Path) -> BoxResult<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
-}
-
 /// VmRSS of this process, in bytes.
 fn rss_bytes() -> BoxResult<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -552,69 +513,6 @@ fn measure_memory(how: &str, path: &Path) -> BoxResult<Retained> {
         heap: f[2].parse()?,
         index_memory: f[3].parse()?,
     })
-}
-
-/// Per-iteration times of criterion's samples, recorded through `iter_custom`.
-#[derive(Default)]
-struct Samples(RefCell<Vec<(String, Duration)>>);
-
-impl Samples {
-    /// Times `iters` runs of `f` and records the mean under `name`.
-    fn run<R>(&self, name: &str, iters: u64, mut f: impl FnMut() -> R) -> Duration {
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(f());
-        }
-        let total = start.elapsed();
-        let per = Duration::from_secs_f64(total.as_secs_f64() / iters.max(1) as f64);
-        self.0.borrow_mut().push((name.to_string(), per));
-        total
-    }
-
-    /// The median of the last `n` samples of `name` (criterion's measurement samples;
-    /// earlier calls are its warm-up), or `None` if it did not run.
-    fn median(&self, name: &str, n: usize) -> Option<Duration> {
-        let all = self.0.borrow();
-        let mut xs: Vec<Duration> = all.iter().filter(|(k, _)| k == name).map(|(_, d)| *d).collect();
-        let keep = xs.len().min(n);
-        let mut xs = xs.split_off(xs.len() - keep);
-        if xs.is_empty() {
-            return None;
-        }
-        xs.sort();
-        Some(xs[xs.len() / 2])
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1e-3 {
-        format!("{:.1} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
-fn fmt_ratio(r: f64) -> String {
-    if r >= 10.0 {
-        format!("{r:.0}x")
-    } else {
-        format!("{r:.2}x")
-    }
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / (1024.0 * 1024.0)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
 }
 
 fn run(n: usize) -> BoxResult<()> {

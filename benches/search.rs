@@ -26,12 +26,9 @@
 //! sampled by criterion and the summary prints the medians and the ratios against the
 //! targets. `LABELDB_BENCH_ASSETS` sets N. BENCHMARKS.md records the figures.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::error::Error;
-use std::hint::black_box;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode};
 use labeldb::{Db, NewAsset, Schema, Status};
@@ -42,9 +39,9 @@ use tantivy::schema::{Field, IndexRecordOption, TextFieldIndexing, TextOptions, 
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{doc, DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
+mod common;
+use common::{fmt_duration, fmt_ratio, load_average, verdict, BoxResult, Samples, SplitMix64, Stopwatch, ASSETS_ENV};
 
-const ASSETS_ENV: &str = "LABELDB_BENCH_ASSETS";
 const CHUNK: usize = 10_000;
 const PROJECT: &str = "p";
 const SCHEMA: &str = r#"{"jobs": [{"name": "category", "kind": "classification",
@@ -64,28 +61,6 @@ const TOP: usize = 10;
 const TARGET_VS_TANTIVY: f64 = 1.5;
 const TARGET_VS_FTS5: f64 = 5.0;
 const TARGET_IMPORT: f64 = 1.0;
-
-/// splitmix64: tiny, fast and deterministic.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// The word of a rank: the base-80 digits of `rank + 80` as consonant-vowel syllables.
 /// Distinct ranks give distinct words of two or more syllables; none is a query keyword
@@ -216,42 +191,6 @@ impl Generator {
 
 fn status_code(s: Status) -> u64 {
     Status::ALL.iter().position(|x| *x == s).unwrap_or(usize::MAX) as u64
-}
-
-/// Sums the wall time, and the CPU time of the whole process (every thread, background
-/// ones included), of the timed sections of one import.
-#[derive(Default)]
-struct Stopwatch {
-    wall: Duration,
-    cpu: Duration,
-}
-
-impl Stopwatch {
-    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let cpu = process_cpu();
-        let t = Instant::now();
-        let r = f();
-        self.wall += t.elapsed();
-        self.cpu += process_cpu().saturating_sub(cpu);
-        r
-    }
-}
-
-/// User plus system time of this process, from /proc/self/stat (zero if unreadable).
-fn process_cpu() -> Duration {
-    // Clock ticks are 100 per second on every Linux this runs on (USER_HZ).
-    const TICK: Duration = Duration::from_millis(10);
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u32 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u32>().ok())
-        .sum();
-    TICK * ticks
 }
 
 /// Imports into labeldb; returns the open database, the time, and the first asset id
@@ -473,73 +412,6 @@ impl Form {
             Form::Top => "top10",
         }
     }
-}
-
-/// Per-iteration times of criterion's samples, recorded through `iter_custom`.
-#[derive(Default)]
-struct Samples(RefCell<Vec<(String, Duration)>>);
-
-impl Samples {
-    /// Times `iters` runs of `f` and records the mean under `name`.
-    fn run<R>(&self, name: &str, iters: u64, mut f: impl FnMut() -> R) -> Duration {
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(f());
-        }
-        let total = start.elapsed();
-        let per = Duration::from_secs_f64(total.as_secs_f64() / iters.max(1) as f64);
-        self.0.borrow_mut().push((name.to_string(), per));
-        total
-    }
-
-    /// The median of the last `n` samples of `name` (criterion's measurement samples;
-    /// earlier calls are its warm-up), or `None` if it did not run.
-    fn median(&self, name: &str, n: usize) -> Option<Duration> {
-        let all = self.0.borrow();
-        let mut xs: Vec<Duration> = all.iter().filter(|(k, _)| k == name).map(|(_, d)| *d).collect();
-        let keep = xs.len().min(n);
-        let mut xs = xs.split_off(xs.len() - keep);
-        if xs.is_empty() {
-            return None;
-        }
-        xs.sort();
-        Some(xs[xs.len() / 2])
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1e-3 {
-        format!("{:.1} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
-fn fmt_ratio(r: f64) -> String {
-    if r >= 10.0 {
-        format!("{r:.0}x")
-    } else {
-        format!("{r:.2}x")
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
-/// The 1-minute load average: the machine is shared, so the figures say how busy it was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
 }
 
 /// Searchable segments in the last commit of the tantivy index in `dir`.

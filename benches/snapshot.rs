@@ -21,8 +21,7 @@
 //! prints the medians of criterion's samples and the ratios against the targets.
 //! BENCHMARKS.md records the figures.
 
-use std::cell::{Cell, RefCell};
-use std::error::Error;
+use std::cell::Cell;
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -34,9 +33,9 @@ use labeldb::{Answer, Db, Filter, LabelId, NewAsset, NewLabel, RecordRef, Schema
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
+mod common;
+use common::{fmt_duration, load_average, mib, verdict, BoxResult, Samples, SplitMix64, ASSETS_ENV};
 
-const ASSETS_ENV: &str = "LABELDB_BENCH_ASSETS";
 const CHUNK: usize = 10_000;
 const PROJECT: &str = "p";
 /// labeldb's default page cache; raw sled and SQLite get the same.
@@ -65,23 +64,6 @@ const WORDS: [&str; 96] = [
     "people", "my", "than", "first", "water", "been", "call", "who", "oil", "its", "now", "find", "long", "down",
     "day", "did", "get", "come", "made",
 ];
-
-/// splitmix64: tiny, fast and deterministic.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// One generated asset and its annotation; row `i` depends only on `i`.
 struct Row {
@@ -346,73 +328,6 @@ fn first_difference(a: &Path, b: &Path) -> BoxResult<Option<(usize, String, Stri
         }
     }
     Ok(None)
-}
-
-/// Per-iteration times of criterion's samples, recorded through `iter_custom`.
-#[derive(Default)]
-struct Samples(RefCell<Vec<(String, Duration)>>);
-
-impl Samples {
-    /// Records the time per iteration of `total` over `iters` under `name`.
-    fn record(&self, name: &str, iters: u64, total: Duration) -> Duration {
-        let per = Duration::from_secs_f64(total.as_secs_f64() / iters.max(1) as f64);
-        self.0.borrow_mut().push((name.to_string(), per));
-        total
-    }
-
-    /// Times `iters` runs of `f` and records the mean under `name`.
-    fn run<R>(&self, name: &str, iters: u64, mut f: impl FnMut() -> R) -> Duration {
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(f());
-        }
-        self.record(name, iters, start.elapsed())
-    }
-
-    /// The median of the last `n` samples of `name` (criterion's measurement samples;
-    /// earlier calls are its warm-up), or `None` if it did not run.
-    fn median(&self, name: &str, n: usize) -> Option<Duration> {
-        let all = self.0.borrow();
-        let mut xs: Vec<Duration> = all.iter().filter(|(k, _)| k == name).map(|(_, d)| *d).collect();
-        let keep = xs.len().min(n);
-        let mut xs = xs.split_off(xs.len() - keep);
-        if xs.is_empty() {
-            return None;
-        }
-        xs.sort();
-        Some(xs[xs.len() / 2])
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1e-3 {
-        format!("{:.2} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / (1024.0 * 1024.0)
-}
-
-/// The 1-minute load average: the machine is shared, so the figures say how busy it was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
 }
 
 fn run(n: usize) -> BoxResult<()> {
