@@ -22,6 +22,27 @@ use std::path::{Path, PathBuf};
 
 use labeldb::{Asset, Db, Event, Label, Project, Schema, Seq};
 
+/// The transition table documented on `Status`, written out independently.
+pub const LEGAL: [(labeldb::Status, labeldb::Status); 14] = {
+    use labeldb::Status::*;
+    [
+        (Todo, Ongoing),
+        (Todo, Labeled),
+        (Ongoing, Todo),
+        (Ongoing, Labeled),
+        (Labeled, Todo),
+        (Labeled, Ongoing),
+        (Labeled, ToReview),
+        (Labeled, Reviewed),
+        (ToReview, Todo),
+        (ToReview, Ongoing),
+        (ToReview, Labeled),
+        (ToReview, Reviewed),
+        (Reviewed, Todo),
+        (Reviewed, ToReview),
+    ]
+};
+
 /// What a test returns: any error fails it.
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -14,7 +14,7 @@ use labeldb::{
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-use crate::schema;
+use crate::{schema, LEGAL};
 
 const SCHEMA: &str = r#"{"jobs": [
     {"name": "category", "kind": "classification", "classes": ["a", "b", "c"]},
@@ -36,27 +36,6 @@ const ACTORS: [&str; 9] = [
     "model:clf@2",
     "rule:dict@1",
 ];
-
-/// The documented transition table (see `Status`).
-const LEGAL: [(Status, Status); 14] = {
-    use Status::*;
-    [
-        (Todo, Ongoing),
-        (Todo, Labeled),
-        (Ongoing, Todo),
-        (Ongoing, Labeled),
-        (Labeled, Todo),
-        (Labeled, Ongoing),
-        (Labeled, ToReview),
-        (Labeled, Reviewed),
-        (ToReview, Todo),
-        (ToReview, Ongoing),
-        (ToReview, Labeled),
-        (ToReview, Reviewed),
-        (Reviewed, Todo),
-        (Reviewed, ToReview),
-    ]
-};
 
 // ---- operations ----
 

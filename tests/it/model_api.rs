@@ -24,7 +24,7 @@ use labeldb::{
 };
 use proptest::prelude::*;
 
-use crate::schema;
+use crate::{schema, LEGAL};
 
 const SCHEMA: &str = r#"{"jobs": [
     {"name": "category", "kind": "classification", "classes": ["a", "b", "c"]},
@@ -42,27 +42,6 @@ const SCORES: [f32; 4] = [0.1, 0.25, 0.5, 0.9];
 const SECONDS: [f32; 3] = [0.0, 1.5, 2.0];
 const PRIORITIES: [f64; 5] = [-1.0, -0.0, 0.0, 0.5, 2.0];
 const NUMBERS: [f64; 8] = [-1.0, -0.0, 0.0, 0.1, 0.25, 0.5, 1.0, 2.0];
-
-/// The documented transition table (see `Status`).
-const LEGAL: [(Status, Status); 14] = {
-    use Status::*;
-    [
-        (Todo, Ongoing),
-        (Todo, Labeled),
-        (Ongoing, Todo),
-        (Ongoing, Labeled),
-        (Labeled, Todo),
-        (Labeled, Ongoing),
-        (Labeled, ToReview),
-        (Labeled, Reviewed),
-        (ToReview, Todo),
-        (ToReview, Ongoing),
-        (ToReview, Labeled),
-        (ToReview, Reviewed),
-        (Reviewed, Todo),
-        (Reviewed, ToReview),
-    ]
-};
 
 // ---- operations ----
 

@@ -7,7 +7,7 @@ use labeldb::{
     Schema, Source, Span, Status, Verdict,
 };
 
-use crate::{observe, schema, temp_db, TestResult};
+use crate::{observe, schema, temp_db, TestResult, LEGAL};
 
 const SCHEMA: &str = r#"{"jobs": [
     {"name": "category", "kind": "classification", "classes": ["order", "complaint"]},
@@ -644,27 +644,6 @@ fn unknown_asset_is_refused_by_every_write() {
 }
 
 // ---- workflow ----
-
-/// The transition table documented on `Status`, written out independently.
-const LEGAL: [(Status, Status); 14] = {
-    use Status::*;
-    [
-        (Todo, Ongoing),
-        (Todo, Labeled),
-        (Ongoing, Todo),
-        (Ongoing, Labeled),
-        (Labeled, Todo),
-        (Labeled, Ongoing),
-        (Labeled, ToReview),
-        (Labeled, Reviewed),
-        (ToReview, Todo),
-        (ToReview, Ongoing),
-        (ToReview, Labeled),
-        (ToReview, Reviewed),
-        (Reviewed, Todo),
-        (Reviewed, ToReview),
-    ]
-};
 
 #[test]
 fn every_status_transition_follows_the_documented_table() {
