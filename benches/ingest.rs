@@ -25,7 +25,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use labeldb::{Answer, Db, NewAsset, NewLabel, Schema};
 
 mod common;
-use common::{dir_bytes, load_average, mib, BoxResult, SplitMix64, Stopwatch, ASSETS_ENV};
+use common::{dir_bytes, load_average, mib, BoxResult, SplitMix64, Stopwatch, ASSETS_ENV, WORDS};
 
 const CHUNK: usize = 10_000;
 const ONESHOT_ENV: &str = "LABELDB_BENCH_ONESHOT";
@@ -38,16 +38,6 @@ const CLASSES: [&str; 5] = ["order", "complaint", "question", "feedback", "spam"
 const AUTHORS: usize = 20;
 const SCHEMA: &str = r#"{"jobs": [{"name": "category", "kind": "classification",
     "classes": ["order", "complaint", "question", "feedback", "spam"]}]}"#;
-
-const WORDS: [&str; 96] = [
-    "the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with", "his",
-    "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but", "not", "what", "all", "were",
-    "we", "when", "your", "can", "said", "there", "use", "an", "each", "which", "she", "do", "how", "their", "if",
-    "will", "up", "other", "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make",
-    "like", "him", "into", "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way", "could",
-    "people", "my", "than", "first", "water", "been", "call", "who", "oil", "its", "now", "find", "long", "down",
-    "day", "did", "get", "come", "made",
-];
 
 /// One generated asset and its label; row `i` depends only on `i`.
 struct Row {

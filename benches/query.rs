@@ -28,7 +28,7 @@ use labeldb::{Answer, Db, Filter, NewAsset, NewLabel, Schema, Sort, Status};
 use rusqlite::{params, Connection};
 
 mod common;
-use common::{dir_bytes, fmt_duration, fmt_ratio, mib, verdict, BoxResult, Samples, SplitMix64, ASSETS_ENV};
+use common::{asset_count, dir_bytes, fmt_duration, fmt_ratio, mib, verdict, BoxResult, Samples, SplitMix64};
 
 /// Set in the child process that measures the memory one open retains.
 const MEMORY_ENV: &str = "LABELDB_BENCH_QUERY_MEMORY";
@@ -757,18 +757,7 @@ fn main() {
         }
         return;
     }
-    let test_mode = std::env::args().any(|a| a == "--test");
-    let n = match std::env::var(ASSETS_ENV) {
-        Ok(v) => match v.replace('_', "").parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("error: {ASSETS_ENV} must be a positive number, not {v:?}");
-                std::process::exit(2);
-            }
-        },
-        Err(_) if test_mode => 2_000,
-        Err(_) => 1_000_000,
-    };
+    let n = asset_count(2_000, 1_000_000);
     if let Err(e) = run(n) {
         eprintln!("error: {e}");
         std::process::exit(2);

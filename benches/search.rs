@@ -40,7 +40,7 @@ use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAn
 use tantivy::{doc, DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 
 mod common;
-use common::{fmt_duration, fmt_ratio, load_average, verdict, BoxResult, Samples, SplitMix64, Stopwatch, ASSETS_ENV};
+use common::{asset_count, fmt_duration, fmt_ratio, load_average, verdict, BoxResult, Samples, SplitMix64, Stopwatch};
 
 const CHUNK: usize = 10_000;
 const PROJECT: &str = "p";
@@ -656,18 +656,7 @@ fn run(n: usize) -> BoxResult<()> {
 }
 
 fn main() {
-    let test_mode = std::env::args().any(|a| a == "--test");
-    let n = match std::env::var(ASSETS_ENV) {
-        Ok(v) => match v.replace('_', "").parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("error: {ASSETS_ENV} must be a positive number, not {v:?}");
-                std::process::exit(2);
-            }
-        },
-        Err(_) if test_mode => 2_000,
-        Err(_) => 1_000_000,
-    };
+    let n = asset_count(2_000, 1_000_000);
     if let Err(e) = run(n) {
         eprintln!("error: {e}");
         std::process::exit(2);

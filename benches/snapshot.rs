@@ -34,7 +34,7 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 mod common;
-use common::{fmt_duration, load_average, mib, verdict, BoxResult, Samples, SplitMix64, ASSETS_ENV};
+use common::{asset_count, fmt_duration, load_average, mib, verdict, BoxResult, Samples, SplitMix64, WORDS};
 
 const CHUNK: usize = 10_000;
 const PROJECT: &str = "p";
@@ -54,16 +54,6 @@ const SCHEMA: &str = r#"{"jobs": [
 const TARGET_CREATE_SECS: f64 = 1.0;
 const TARGET_ITER_THROUGHPUT: f64 = 0.5;
 const TARGET_GET_TIME: f64 = 2.0;
-
-const WORDS: [&str; 96] = [
-    "the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with", "his",
-    "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but", "not", "what", "all", "were",
-    "we", "when", "your", "can", "said", "there", "use", "an", "each", "which", "she", "do", "how", "their", "if",
-    "will", "up", "other", "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make",
-    "like", "him", "into", "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way", "could",
-    "people", "my", "than", "first", "water", "been", "call", "who", "oil", "its", "now", "find", "long", "down",
-    "day", "did", "get", "come", "made",
-];
 
 /// One generated asset and its annotation; row `i` depends only on `i`.
 struct Row {
@@ -534,18 +524,7 @@ fn run(n: usize) -> BoxResult<()> {
 }
 
 fn main() {
-    let test_mode = std::env::args().any(|a| a == "--test");
-    let n = match std::env::var(ASSETS_ENV) {
-        Ok(v) => match v.replace('_', "").parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("error: {ASSETS_ENV} must be a positive number, not {v:?}");
-                std::process::exit(2);
-            }
-        },
-        Err(_) if test_mode => 2_000,
-        Err(_) => 1_000_000,
-    };
+    let n = asset_count(2_000, 1_000_000);
     if let Err(e) = run(n) {
         eprintln!("error: {e}");
         std::process::exit(2);

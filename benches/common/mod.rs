@@ -13,6 +13,17 @@ pub type BoxResult<T> = Result<T, Box<dyn Error>>;
 /// The number of assets, overriding each bench's default.
 pub const ASSETS_ENV: &str = "LABELDB_BENCH_ASSETS";
 
+/// Common English words, for generated ~200-byte texts.
+pub const WORDS: [&str; 96] = [
+    "the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with", "his",
+    "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but", "not", "what", "all", "were",
+    "we", "when", "your", "can", "said", "there", "use", "an", "each", "which", "she", "do", "how", "their", "if",
+    "will", "up", "other", "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make",
+    "like", "him", "into", "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way", "could",
+    "people", "my", "than", "first", "water", "been", "call", "who", "oil", "its", "now", "find", "long", "down",
+    "day", "did", "get", "come", "made",
+];
+
 /// splitmix64: tiny, fast and deterministic, so data needs no `rand` crate.
 pub struct SplitMix64(pub u64);
 
@@ -32,6 +43,23 @@ impl SplitMix64 {
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// `LABELDB_BENCH_ASSETS` (underscores allowed), or `test_default` under `--test` and
+/// `default` otherwise; a bad value exits with code 2.
+pub fn asset_count(test_default: usize, default: usize) -> usize {
+    let test_mode = std::env::args().any(|a| a == "--test");
+    match std::env::var(ASSETS_ENV) {
+        Ok(v) => match v.replace('_', "").parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("error: {ASSETS_ENV} must be a positive number, not {v:?}");
+                std::process::exit(2);
+            }
+        },
+        Err(_) if test_mode => test_default,
+        Err(_) => default,
     }
 }
 

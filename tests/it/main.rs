@@ -19,6 +19,8 @@ mod unicode;
 mod validation;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use labeldb::{Asset, Db, Event, Label, Project, Schema, Seq};
 
@@ -126,4 +128,45 @@ pub fn observe(db: &Db) -> Observed {
         projects,
         assets,
     }
+}
+
+/// Runs the test `test` (a `module::name` in this binary) in a child process with `env`
+/// set, waits until it creates `marker`, lets it run on for `delay`, then SIGKILLs it and
+/// checks that it was killed rather than finished.
+pub fn kill_child_test(test: &str, env: (&str, &Path), marker: &Path, delay: Duration) -> TestResult {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        if child.try_wait()?.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            panic!(
+                "the child never reached {} ({:?}):\n{}\n{}",
+                marker.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(delay);
+    child.kill()?;
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the child finished before it was killed:\n{stderr}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "{:?}: {stderr}", out.status);
+    }
+    Ok(())
 }

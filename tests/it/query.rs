@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
-use crate::{data_dir, schema, TestResult};
+use crate::{data_dir, kill_child_test, schema, TestResult};
 
 /// The project of the tests with one database each.
 const P: &str = "p";
@@ -1482,40 +1481,7 @@ fn write_and_get_killed(path: &Path, delay: Duration) -> Result<u64, Box<dyn std
     let marker = flushed_marker(path);
     let _ = std::fs::remove_file(&marker);
     let name = module_path!().split_once("::").map_or("query", |(_, m)| m).to_string() + "::killed_writer_child";
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        let ended = child.try_wait()?;
-        if ended.is_some() || Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output()?;
-            panic!(
-                "the child never flushed ({:?}):\n{}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(delay);
-    child.kill()?;
-    let out = child.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "the child finished before it was killed:\n{stderr}"
-    );
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(9), "{:?}: {stderr}", out.status);
-    }
+    kill_child_test(&name, (CHILD_ENV, path), &marker, delay)?;
     Ok(std::fs::read_to_string(&marker)?.trim().parse()?)
 }
 

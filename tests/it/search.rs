@@ -7,13 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use labeldb::query::{has_text, parse};
 use labeldb::{Answer, AssetId, Db, Format, ImportOptions, NewAsset, NewLabel};
 
-use crate::{data_dir, schema, temp_db, TestResult};
+use crate::{data_dir, kill_child_test, schema, temp_db, TestResult};
 
 const SPAM_SCHEMA: &str = r#"{"jobs": [{"name": "spam", "kind": "classification", "classes": ["ham", "spam"]}]}"#;
 
@@ -763,35 +762,7 @@ fn write_and_get_killed(path: &Path, delay: Duration) -> TestResult {
     let marker = started_marker(path);
     let _ = std::fs::remove_file(&marker);
     let name = module_path!().split_once("::").map_or("search", |(_, m)| m).to_string() + "::killed_text_writer_child";
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        if child.try_wait()?.is_some() || Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output()?;
-            panic!(
-                "the child never wrote ({:?}):\n{}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(delay);
-    child.kill()?;
-    let out = child.wait_with_output()?;
-    assert!(
-        !out.status.success(),
-        "the child finished before it was killed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    kill_child_test(&name, (CHILD_ENV, path), &marker, delay)
 }
 
 /// What a text query requires of a text's words.
