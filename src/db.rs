@@ -23,7 +23,8 @@ use crate::index::text::{TextIndex, TextOp};
 use crate::index::{self, Delta, Indexes};
 use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
 use crate::project::{check_name, Project, ProjectId, Schema, Settings};
-use crate::store::{codec, keys, Batch, Counters, Store};
+use crate::snapshot::column;
+use crate::store::{codec, keys, Batch, Counters, Store, FORMAT_VERSION};
 
 /// When writes become durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -78,7 +79,13 @@ impl DbBuilder {
     /// Opens or creates the database in directory `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
-        let store = Store::open(&path, self.cache_bytes)?;
+        let (store, format) = Store::open(&path, self.cache_bytes)?;
+        if format < 2 {
+            // Format 1 had no selection columns: derive them, then record the new format
+            // in the last batch (an interrupted upgrade runs again on the next open).
+            column::rebuild(&store, |b| b.put(keys::meta(keys::meta::FORMAT), &FORMAT_VERSION))?;
+            store.flush()?;
+        }
         let counters = store.counters()?;
         let mut projects = Projects::default();
         for kv in store.scan::<Project>(&[keys::tag::PROJECT]) {
@@ -259,6 +266,8 @@ pub enum RecordRef {
     Project(ProjectId),
     /// The first chunk of the index checkpoint.
     IndexCheckpoint,
+    /// The FACTS block of the selection columns holding an asset.
+    Facts(AssetId),
     /// A chunk of a snapshot's members.
     SnapshotChunk {
         /// `SnapshotInfo::id`.
@@ -276,6 +285,7 @@ impl RecordRef {
             RecordRef::Event(seq) => keys::event(seq),
             RecordRef::Project(id) => keys::project(id),
             RecordRef::IndexCheckpoint => keys::index_chunk(0),
+            RecordRef::Facts(id) => keys::facts(id.0 >> column::BLOCK_SHIFT),
             RecordRef::SnapshotChunk { snapshot, chunk } => keys::snapshot_chunk(snapshot, chunk),
         }
     }
@@ -472,6 +482,7 @@ pub(crate) struct Txn<'a> {
     now: u64,
     deltas: Vec<Delta>,
     text_ops: Vec<TextOp>,
+    columns: column::Pending,
 }
 
 impl<'a> Txn<'a> {
@@ -491,15 +502,18 @@ impl<'a> Txn<'a> {
         self.now
     }
 
-    /// Removes an asset from the indexes when this write lands.
-    pub(crate) fn forget(&mut self, project: ProjectId, asset: AssetId, before: index::Entry) {
-        self.text_ops.push(TextOp::Delete(asset));
+    /// Removes an asset, whose labels are `history`, from the indexes and the selection
+    /// columns when this write lands.
+    pub(crate) fn forget(&mut self, asset: &Asset, history: &[Label]) -> Result<()> {
+        self.columns.remove_asset(self.store, asset.id, history)?;
+        self.text_ops.push(TextOp::Delete(asset.id));
         self.deltas.push(Delta {
-            project,
-            asset,
-            before: Some(before),
+            project: asset.project,
+            asset: asset.id,
+            before: Some(index::derive(asset, history)),
             after: None,
         });
+        Ok(())
     }
 
     /// Appends an event, with its actor and asset index entries.
@@ -560,6 +574,23 @@ impl Db {
         self.inner.store.put_raw(&record.key(), bytes)
     }
 
+    /// Test hook: makes the database look as format 1 wrote it (no selection columns),
+    /// for the upgrade on the next open. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn downgrade_to_format_1(&self) -> Result<()> {
+        let _writer = self.inner.writer.lock();
+        let store = &self.inner.store;
+        let mut b = Batch::default();
+        for t in [keys::tag::FACTS, keys::tag::CHOICES] {
+            for k in store.scan_keys(&[t]) {
+                b.remove(k?);
+            }
+        }
+        b.put(keys::meta(keys::meta::FORMAT), &1u32);
+        store.apply(b)?;
+        store.flush()
+    }
+
     /// Test hook: the raw bytes of a stored record. Not part of the stable API.
     #[doc(hidden)]
     pub fn raw_record(&self, record: RecordRef) -> Result<Option<Vec<u8>>> {
@@ -598,6 +629,7 @@ impl Db {
             now: now_ms(),
             deltas: Vec::new(),
             text_ops: Vec::new(),
+            columns: column::Pending::default(),
         };
         let out = f(&mut txn)?;
         if txn.counters.last_seq == guard.last_seq {
@@ -609,8 +641,10 @@ impl Db {
             counters,
             deltas,
             text_ops,
+            columns,
             ..
         } = txn;
+        columns.write(&mut batch);
         batch.put(keys::meta(keys::meta::COUNTERS), &counters);
         self.inner.store.apply(batch)?;
         {
@@ -811,6 +845,7 @@ impl Db {
                 };
                 txn.batch.put(keys::external(project.id, &asset.external_id), &id);
                 txn.batch.put(keys::asset(id), &asset);
+                txn.columns.add_asset(txn.store, &asset, &stored)?;
                 txn.deltas.push(Delta {
                     project: project.id,
                     asset: id,
@@ -1052,6 +1087,7 @@ impl Db {
                 },
             );
             history.push(stored);
+            txn.columns.add_label(txn.store, id, &history)?;
             txn.deltas.push(Delta {
                 project: asset.project,
                 asset: id,

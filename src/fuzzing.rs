@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::index::Image;
 use crate::label::Label;
 use crate::project::{Project, Schema};
+use crate::snapshot::column::{Block, Choice, Facts};
 use crate::store::{codec, Counters};
 
 /// A schema with one job of each kind, for the importer targets.
@@ -43,6 +44,8 @@ pub fn decode_record(bytes: &[u8]) {
     one::<Event>(bytes);
     one::<Project>(bytes);
     one::<Counters>(bytes);
+    one::<Block<Facts>>(bytes);
+    one::<Block<Choice>>(bytes);
     let _ = codec::decode::<Image>(b"\x0afuzz", bytes).map(crate::index::Indexes::from_image);
 }
 

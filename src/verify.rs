@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::label::{Label, LabelId};
 use crate::project::{Project, ProjectId};
-use crate::snapshot::SnapshotInfo;
+use crate::snapshot::{column, SnapshotInfo};
 use crate::store::{codec, keys, keys::tag, Counters, FORMAT_VERSION};
 
 /// What [`Db::verify`] found.
@@ -79,6 +79,7 @@ impl Db {
         let mut snapshots: Vec<SnapshotInfo> = Vec::new();
         let mut live_text = croaring::Bitmap::new();
         let mut format = None;
+        let mut columns = column::Check::default();
 
         for kv in store.raw() {
             let (k, v) = kv?;
@@ -112,7 +113,9 @@ impl Db {
                 }
                 tag::ASSET => {
                     if let Some(a) = c.decode::<Asset>(&k, &v) {
-                        self.check_asset(&mut c, &k, &a);
+                        if let Some(history) = self.check_asset(&mut c, &k, &a) {
+                            columns.asset(&a, &history);
+                        }
                         if crate::index::text::TextOp::for_asset(&a).is_some() {
                             live_text.add(a.id.0);
                         }
@@ -171,10 +174,27 @@ impl Db {
                 tag::MODEL => {
                     c.decode::<crate::snapshot::ModelInfo>(&k, &v);
                 }
+                tag::FACTS | tag::CHOICES => {
+                    let ordered = if t == tag::FACTS {
+                        c.decode::<column::Block<column::Facts>>(&k, &v).map(|b| b.is_ordered())
+                    } else {
+                        c.decode::<column::Block<column::Choice>>(&k, &v)
+                            .map(|b| b.is_ordered())
+                    };
+                    if ordered == Some(false) {
+                        c.problem(format!("{}: slots out of order", keys::describe(&k)));
+                    }
+                    if let Some(p) = columns.stored(&k, &v) {
+                        c.problem(p);
+                    }
+                }
                 _ => c.problem(format!("unknown key {}", keys::describe(&k))),
             }
         }
 
+        for p in columns.missing() {
+            c.problem(p);
+        }
         match format {
             Some(FORMAT_VERSION) => {}
             Some(v) => c.problem(format!("format version {v}, expected {FORMAT_VERSION}")),
@@ -317,11 +337,13 @@ impl Db {
         Ok(out)
     }
 
-    /// Rebuilds the bitmap indexes and the text index from primary data and checkpoints
-    /// them (`labeldb verify --repair`). Returns the number of bitmap differences fixed.
+    /// Rebuilds the bitmap indexes, the text index and the selection columns from
+    /// primary data and checkpoints the indexes (`labeldb verify --repair`). Returns the
+    /// number of bitmap differences fixed.
     pub fn repair_indexes(&self) -> Result<usize> {
         let fixed = {
             let _writer = self.inner.writer.lock();
+            column::rebuild(&self.inner.store, |_| {})?;
             let mut index = self.inner.index.write();
             let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
             let fixed = index.differences(&rebuilt).len();
@@ -333,8 +355,9 @@ impl Db {
         Ok(fixed)
     }
 
-    /// Checks one asset and its labels against its project's schema.
-    fn check_asset(&self, c: &mut Checker, k: &[u8], a: &Asset) {
+    /// Checks one asset and its labels against its project's schema; returns the labels
+    /// when they could be read.
+    fn check_asset(&self, c: &mut Checker, k: &[u8], a: &Asset) -> Option<Vec<Label>> {
         if k != keys::asset(a.id) {
             c.problem(format!("{} holds asset {}", keys::describe(k), a.id));
         }
@@ -344,16 +367,16 @@ impl Db {
                 a.id, a.external_id
             ));
         }
-        let Ok(project) = self.project_by_id(a.project) else {
-            return;
-        };
         let history = match self.history(a.id) {
             Ok(h) => h,
-            Err(Error::Corruption { .. }) => return, // reported when the raw scan reaches it
+            Err(Error::Corruption { .. }) => return None, // reported when the raw scan reaches it
             Err(e) => {
                 c.problem(format!("asset {}: {e}", a.id));
-                return;
+                return None;
             }
+        };
+        let Ok(project) = self.project_by_id(a.project) else {
+            return Some(history);
         };
         for (rev, l) in history.iter().enumerate() {
             if l.id.revision() as usize != rev {
@@ -388,5 +411,6 @@ impl Db {
                 }
             }
         }
+        Some(history)
     }
 }

@@ -7,6 +7,7 @@
 //! (content never changes, revisions are never overwritten) and an asset that a
 //! snapshot references cannot be purged, so a snapshot returns the same examples forever.
 
+pub(crate) mod column;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -15,16 +16,18 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use croaring::Bitmap;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{Asset, AssetId, Digest};
+use crate::asset::{AssetId, Digest};
 use crate::db::{read_history, Db};
 use crate::error::{Error, Result};
 use crate::event::{Action, Seq};
 use crate::label::{Answer, Label, LabelId, LabelKind, Source, Verdict};
 use crate::project::{check_name, Project, ProjectId, Schema};
 use crate::query::{to_query_string, Filter};
-use crate::store::{codec, keys, Raw};
+use crate::store::{codec, keys, Raw, Store};
+use column::Facts;
 
 pub use reader::{Diff, Example, Examples, Relabel, Snapshot};
 
@@ -164,13 +167,16 @@ pub(crate) fn split_hash(external_id: &str) -> u64 {
     hash64(external_id.as_bytes())
 }
 
-/// Feeds one member into the snapshot digest.
-fn digest_member(h: &mut blake3::Hasher, external_id: &str, content: &Digest, answers: &[u8]) {
-    h.update(&(external_id.len() as u64).to_be_bytes());
-    h.update(external_id.as_bytes());
-    h.update(&content.0);
-    h.update(&(answers.len() as u64).to_be_bytes());
-    h.update(answers);
+/// What the digest hashes first.
+const DIGEST_PREFIX: &[u8] = b"labeldb-snapshot-v1\0";
+
+/// Appends what the digest hashes of one member.
+fn member_bytes(out: &mut Vec<u8>, external_id: &str, content: &Digest, answers: &[u8]) {
+    out.extend_from_slice(&(external_id.len() as u64).to_be_bytes());
+    out.extend_from_slice(external_id.as_bytes());
+    out.extend_from_slice(&content.0);
+    out.extend_from_slice(&(answers.len() as u64).to_be_bytes());
+    out.extend_from_slice(answers);
 }
 
 /// The chosen revision and answers of one asset under a selection, if it has one.
@@ -223,6 +229,23 @@ pub(crate) fn choose<'h>(selection: &Selection, history: &'h [Label]) -> Option<
     }
 }
 
+/// The digest of rows in external-id order, hashed in large pieces (blake3 is several
+/// times faster on long inputs than on one small update per field).
+fn digest_rows(rows: &[Row]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(DIGEST_PREFIX);
+    let mut buf = Vec::with_capacity(1 << 16);
+    for r in rows {
+        member_bytes(&mut buf, &r.facts.external_id, &r.facts.content, &r.answers);
+        if buf.len() >= 1 << 16 {
+            h.update(&buf);
+            buf.clear();
+        }
+    }
+    h.update(&buf);
+    Digest(*h.finalize().as_bytes())
+}
+
 /// Stored members of a snapshot, in order, checked chunk by chunk.
 pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> {
     let mut members = Vec::with_capacity(info.assets as usize);
@@ -267,9 +290,6 @@ pub(crate) struct Fetched {
     pub labels: Vec<Raw>,
 }
 
-/// One member being computed: external id, member, content digest, answers bytes.
-type Row = (String, Member, Digest, Vec<u8>);
-
 /// The computed content of a snapshot: members in external-id order, and its digest.
 struct Computed {
     members: Vec<Member>,
@@ -277,69 +297,36 @@ struct Computed {
     digest: Digest,
 }
 
-impl Db {
-    /// The rows of the assets in `ids` (ascending) that the selection chooses a label
-    /// for. A dense id range is read with two sequential scans (assets and labels, a
-    /// merge join); sparse ids with point reads.
-    fn snapshot_rows(&self, ids: &[u32], selection: &Selection) -> Result<Vec<Row>> {
-        let mut rows = Vec::with_capacity(ids.len());
-        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
-            return Ok(rows);
-        };
-        let mut push = |asset: Asset, history: &[Label]| {
-            if let Some((revision, answers)) = choose(selection, history) {
-                let bytes = answers_bytes(answers);
-                let member = Member {
-                    asset: asset.id.0,
-                    revision,
-                    answers_hash: hash64(&bytes),
-                    split_hash: split_hash(&asset.external_id),
-                    upto: asset.revisions,
-                };
-                rows.push((asset.external_id, member, asset.digest, bytes));
-            }
-        };
-        if !dense(first, last, ids.len()) {
-            for &id in ids {
-                let id = AssetId(id);
-                push(self.asset(id)?, &read_history(&self.inner.store, id)?);
-            }
-            return Ok(rows);
-        }
-        let store = &self.inner.store;
-        let [(asset_start, asset_end), (label_start, label_end)] = id_range(first, last);
-        let mut labels = store.range::<Label>(&label_start, &label_end).peekable();
-        let mut wanted = ids.iter().copied().peekable();
-        let mut history = Vec::new();
-        for kv in store.range::<Asset>(&asset_start, &asset_end) {
-            let (_, asset) = kv?;
-            while wanted.next_if(|w| *w < asset.id.0).is_some() {}
-            if wanted.next_if_eq(&asset.id.0).is_none() {
-                continue;
-            }
-            history.clear();
-            while let Some(next) = labels.peek() {
-                match next {
-                    Ok((_, l)) if l.asset() > asset.id => break,
-                    Ok(_) => {
-                        if let Some(Ok((_, l))) = labels.next() {
-                            if l.asset() == asset.id {
-                                history.push(l);
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        if let Some(Err(e)) = labels.next() {
-                            return Err(e);
-                        }
-                    }
-                }
-            }
-            push(asset, &history);
-        }
-        Ok(rows)
-    }
+/// One member being computed, with what the digest needs of it.
+struct Row {
+    facts: Facts,
+    member: Member,
+    answers: Vec<u8>,
+}
 
+/// The blocks of one column from `first` to `last`, decoded.
+fn read_blocks<T: DeserializeOwned>(
+    store: &Store,
+    start: Vec<u8>,
+    end: Vec<u8>,
+) -> Result<Vec<(u32, column::Block<T>)>> {
+    store
+        .range::<column::Block<T>>(&start, &end)
+        .map(|kv| {
+            let (k, block) = kv?;
+            let b = keys::u32_at(&k, k.len() - 4).unwrap_or_default();
+            if !block.is_ordered() {
+                return Err(Error::Corruption {
+                    key: keys::describe(&k),
+                    reason: "slots out of order".into(),
+                });
+            }
+            Ok((b, block))
+        })
+        .collect()
+}
+
+impl Db {
     /// The stored records of `members`, in their order, not yet decoded (`None`: not
     /// found, for the caller's point read to report). When their assets form a dense id
     /// range (as for a snapshot of most of a project, in any order), they are read with
@@ -393,41 +380,74 @@ impl Db {
             .collect())
     }
 
-    /// Computes members and digest from the current data, reading the assets on as
-    /// many threads as there are cores.
+    /// Computes members and digest from the selection columns (see [`column`]): the
+    /// FACTS blocks and the selection's CHOICES blocks over the id range of `ids`, read on
+    /// two threads, joined by asset id.
     fn compute_snapshot(&self, ids: &Bitmap, selection: &Selection) -> Result<Computed> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-        let ids: Vec<u32> = ids.iter().collect();
-        let per = ids.len().div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Row>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = ids
-                .chunks(per)
-                .map(|chunk| scope.spawn(move || self.snapshot_rows(chunk, selection)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Storage("a snapshot reader thread panicked".into())))
-                })
-                .collect()
+        let (Some(first), Some(last)) = (ids.minimum(), ids.maximum()) else {
+            return Ok(Computed {
+                members: Vec::new(),
+                bitmap: Bitmap::new(),
+                digest: digest_rows(&[]),
+            });
+        };
+        let (first, last) = (first >> column::BLOCK_SHIFT, last >> column::BLOCK_SHIFT);
+        let store = &self.inner.store;
+        let (facts, choices) = std::thread::scope(|scope| {
+            let facts = scope.spawn(|| read_blocks::<Facts>(store, keys::facts(first), keys::facts(last + 1)));
+            let choices = read_blocks::<column::Choice>(
+                store,
+                keys::choices(selection, first),
+                keys::choices(selection, last + 1),
+            );
+            let facts = facts
+                .join()
+                .unwrap_or_else(|_| Err(Error::Storage("the snapshot facts reader panicked".into())));
+            (facts, choices)
         });
-        let mut rows = Vec::with_capacity(ids.len());
-        for part in parts {
-            rows.extend(part?);
+        let (mut facts, choices) = (facts?, choices?);
+        let mut rows = Vec::with_capacity(ids.cardinality() as usize);
+        let mut f = 0;
+        for (b, block) in choices {
+            while facts.get(f).is_some_and(|(fb, _)| *fb < b) {
+                f += 1;
+            }
+            let mut block_facts = match facts.get_mut(f) {
+                Some((fb, fs)) if *fb == b => std::mem::take(&mut fs.entries).into_iter().peekable(),
+                _ => Vec::new().into_iter().peekable(),
+            };
+            for (slot, choice) in block.entries {
+                let asset = column::asset_at(b, slot);
+                if !ids.contains(asset.0) {
+                    continue;
+                }
+                while block_facts.next_if(|(s, _)| *s < slot).is_some() {}
+                let Some((_, facts)) = block_facts.next_if(|(s, _)| *s == slot) else {
+                    return Err(Error::Corruption {
+                        key: keys::describe(&keys::facts(b)),
+                        reason: format!("no facts of asset {asset}, which {selection} chooses a label of"),
+                    });
+                };
+                rows.push(Row {
+                    member: Member {
+                        asset: asset.0,
+                        revision: choice.revision,
+                        answers_hash: choice.answers_hash,
+                        split_hash: facts.split_hash,
+                        upto: choice.upto,
+                    },
+                    facts,
+                    answers: choice.answers,
+                });
+            }
         }
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut h = blake3::Hasher::new();
-        h.update(b"labeldb-snapshot-v1\0");
         let mut bitmap = Bitmap::new();
-        for (ext, m, content, bytes) in &rows {
-            digest_member(&mut h, ext, content, bytes);
-            bitmap.add(m.asset);
-        }
+        bitmap.add_many(&rows.iter().map(|r| r.member.asset).collect::<Vec<_>>());
+        rows.sort_unstable_by(|a, b| a.facts.external_id.cmp(&b.facts.external_id));
         Ok(Computed {
-            members: rows.into_iter().map(|r| r.1).collect(),
+            digest: digest_rows(&rows),
+            members: rows.into_iter().map(|r| r.member).collect(),
             bitmap,
-            digest: Digest(*h.finalize().as_bytes()),
         })
     }
 
@@ -646,7 +666,8 @@ impl Db {
         };
         let mut rows = Vec::with_capacity(members.len());
         let mut h = blake3::Hasher::new();
-        h.update(b"labeldb-snapshot-v1\0");
+        h.update(DIGEST_PREFIX);
+        let mut buf = Vec::new();
         for m in &members {
             let asset = match self.asset(AssetId(m.asset)) {
                 Ok(a) => a,
@@ -678,7 +699,9 @@ impl Db {
             if hash64(&bytes) != m.answers_hash {
                 problems.push(format!("member {:?}: answers hash differs", asset.external_id));
             }
-            digest_member(&mut h, &asset.external_id, &asset.digest, &bytes);
+            buf.clear();
+            member_bytes(&mut buf, &asset.external_id, &asset.digest, &bytes);
+            h.update(&buf);
             rows.push(asset.external_id);
         }
         if rows.windows(2).any(|w| w[0] >= w[1]) {
@@ -777,7 +800,7 @@ impl Db {
                     external_id: asset.external_id.clone(),
                 },
             );
-            txn.forget(asset.project, id, crate::index::derive(&asset, &history));
+            txn.forget(&asset, &history)?;
             Ok(())
         })
     }

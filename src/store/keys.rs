@@ -7,6 +7,7 @@ use crate::asset::AssetId;
 use crate::event::Seq;
 use crate::label::{LabelId, Source};
 use crate::project::ProjectId;
+use crate::snapshot::Selection;
 
 /// Key tags. Never reuse or renumber one: they are on disk.
 pub(crate) mod tag {
@@ -27,6 +28,8 @@ pub(crate) mod tag {
     pub const SNAPSHOT_MEMBERS: u8 = 0x0E;
     pub const SNAPSHOT_TAG: u8 = 0x0F;
     pub const MODEL: u8 = 0x10;
+    pub const FACTS: u8 = 0x11;
+    pub const CHOICES: u8 = 0x12;
 }
 
 /// Names of the META records.
@@ -181,6 +184,67 @@ pub(crate) fn model(project: ProjectId, name: &str, version: &str) -> Vec<u8> {
     k
 }
 
+/// The FACTS block of assets `block << BLOCK_SHIFT ..` (see `snapshot::column`).
+pub(crate) fn facts(block: u32) -> Vec<u8> {
+    with_tag(tag::FACTS, &block.to_be_bytes())
+}
+
+/// Prefix of the CHOICES blocks of one selection: a code byte, then for a model its
+/// length-prefixed name and version.
+pub(crate) fn choices_of(selection: &Selection) -> Vec<u8> {
+    let mut k = vec![tag::CHOICES];
+    match selection {
+        Selection::LatestHuman => k.push(b'h'),
+        Selection::LatestReviewed => k.push(b'r'),
+        Selection::Majority => k.push(b'j'),
+        Selection::Model { name, version } => {
+            k.push(b'm');
+            push_str(&mut k, name);
+            push_str(&mut k, version);
+        }
+    }
+    k
+}
+
+/// The CHOICES block of a selection for assets `block << BLOCK_SHIFT ..`.
+pub(crate) fn choices(selection: &Selection, block: u32) -> Vec<u8> {
+    let mut k = choices_of(selection);
+    k.extend_from_slice(&block.to_be_bytes());
+    k
+}
+
+/// The selection and block number of a CHOICES key.
+pub(crate) fn parse_choices(key: &[u8]) -> Option<(Selection, u32)> {
+    let (&t, rest) = key.split_first()?;
+    if t != tag::CHOICES || rest.len() < 5 {
+        return None;
+    }
+    let (code, rest) = rest.split_first()?;
+    let (middle, block) = rest.split_at(rest.len() - 4);
+    let selection = match (code, middle) {
+        (b'h', []) => Selection::LatestHuman,
+        (b'r', []) => Selection::LatestReviewed,
+        (b'j', []) => Selection::Majority,
+        (b'm', _) => {
+            let (name, rest) = take_str(middle)?;
+            let (version, rest) = take_str(rest)?;
+            if !rest.is_empty() {
+                return None;
+            }
+            Selection::Model { name, version }
+        }
+        _ => return None,
+    };
+    Some((selection, u32_at(block, 0)?))
+}
+
+/// The inverse of `push_str`: a length-prefixed UTF-8 string and the bytes after it.
+fn take_str(b: &[u8]) -> Option<(String, &[u8])> {
+    let len = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
+    let s = b.get(2..2 + len)?;
+    Some((String::from_utf8(s.to_vec()).ok()?, &b[2 + len..]))
+}
+
 fn with_tag(tag: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(tag);
@@ -257,6 +321,11 @@ pub(crate) fn describe(key: &[u8]) -> String {
             String::from_utf8_lossy(rest.get(4..).unwrap_or(&[]))
         ),
         tag::MODEL => format!("model/{}/{}", id32(), hex(rest.get(4..).unwrap_or(&[]))),
+        tag::FACTS => format!("facts/{}", id32()),
+        tag::CHOICES => match parse_choices(key) {
+            Some((selection, block)) => format!("choices/{selection}/{block}"),
+            None => format!("choices/{}", hex(rest)),
+        },
         other => format!("unknown-tag-{other:02x}/{}", hex(rest)),
     }
 }
@@ -291,5 +360,41 @@ mod tests {
         assert_eq!(describe(&label(LabelId::new(AssetId(42), 3))), "label/42/3");
         assert_eq!(describe(&event(17)), "event/17");
         assert_eq!(describe(&[]), "<empty key>");
+        assert_eq!(describe(&facts(7)), "facts/7");
+        let model = Selection::Model {
+            name: "clf".into(),
+            version: "2".into(),
+        };
+        assert_eq!(describe(&choices(&model, 3)), "choices/model:clf@2/3");
+        assert_eq!(describe(&choices(&Selection::Majority, 0)), "choices/majority/0");
+    }
+
+    #[test]
+    fn choices_keys_parse_back_and_one_model_never_covers_another() {
+        let selections = [
+            Selection::LatestHuman,
+            Selection::LatestReviewed,
+            Selection::Majority,
+            Selection::Model {
+                name: "m".into(),
+                version: "1".into(),
+            },
+        ];
+        for s in &selections {
+            for block in [0, 1, u32::MAX] {
+                assert_eq!(parse_choices(&choices(s, block)), Some((s.clone(), block)));
+            }
+        }
+        let m1 = Selection::Model {
+            name: "m".into(),
+            version: "1".into(),
+        };
+        let m10 = Selection::Model {
+            name: "m".into(),
+            version: "10".into(),
+        };
+        assert!(!choices(&m10, 0).starts_with(&choices_of(&m1)));
+        assert_eq!(parse_choices(&[tag::CHOICES, b'x', 0, 0, 0, 0]), None);
+        assert_eq!(parse_choices(&[tag::CHOICES, b'm', 0, 9, 0, 0, 0, 0]), None);
     }
 }

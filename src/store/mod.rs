@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes and reads. 1: the first; 2: adds the
+/// selection columns (FACTS and CHOICES records). Opening a database of an older
+/// version upgrades it; a newer one is refused.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Persistent counters, rewritten in every batch that advances them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +64,9 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` and checks its format version.
-    pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
+    /// Opens (creating if needed) the store at `path` and checks its format version,
+    /// which it returns (older than [`FORMAT_VERSION`]: the caller upgrades).
+    pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<(Store, u32)> {
         // A data file that exists with content must not open as a new, empty database.
         let had_data = std::fs::metadata(path.join("db")).is_ok_and(|m| m.len() > 0);
         let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
@@ -82,14 +85,14 @@ impl Store {
         };
         let store = Store { db };
         let format_key = keys::meta(keys::meta::FORMAT);
-        match store.get::<u32>(&format_key)? {
+        let format = match store.get::<u32>(&format_key)? {
             Some(v) if v > FORMAT_VERSION => {
                 return Err(Error::FormatTooNew {
                     found: v,
                     supported: FORMAT_VERSION,
                 })
             }
-            Some(_) => {}
+            Some(v) => v,
             None if store.db.is_empty() && had_data => {
                 return Err(Error::Corruption {
                     key: format!("{}/db", path.display()),
@@ -102,6 +105,7 @@ impl Store {
                 b.put(keys::meta(keys::meta::COUNTERS), &Counters::default());
                 store.apply(b)?;
                 store.flush()?;
+                FORMAT_VERSION
             }
             None => {
                 return Err(Error::Corruption {
@@ -109,8 +113,8 @@ impl Store {
                     reason: "the database has data but no format version".into(),
                 })
             }
-        }
-        Ok(store)
+        };
+        Ok((store, format))
     }
 
     /// The persisted counters.
@@ -275,6 +279,11 @@ impl Batch {
     /// Inserts an encoded record.
     pub(crate) fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.inner.insert(key, codec::encode(value));
+    }
+
+    /// Inserts a record already encoded with `codec::encode`.
+    pub(crate) fn put_encoded(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.inner.insert(key, value);
     }
 
     /// Inserts an index entry with an empty value.

@@ -1,0 +1,388 @@
+//! Selection columns: what `create_snapshot` needs of each asset, kept by the writer, so
+//! that a snapshot of a million assets reads a few thousand packed records instead of a
+//! million asset records and their labels.
+//!
+//! A FACTS block holds, for up to [`BLOCK`] consecutive asset ids, each asset's external
+//! id, content digest and split hash (fixed when the asset is added). A CHOICES block of
+//! a selection holds, for the same ids, the revision that selection chooses now, with
+//! its canonical answers. Every write that adds an asset or a label rewrites the blocks
+//! it changes in its own batch, so the columns land with the records they derive from or
+//! not at all. `verify` recomputes them from the records; `verify --repair`, and opening
+//! a database of format 1 (which had none), rebuild them.
+
+use std::collections::btree_map::{BTreeMap, Entry};
+use std::collections::{HashMap, HashSet};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{answers_bytes, choose, hash64, split_hash, Selection};
+use crate::asset::{Asset, AssetId, Digest};
+use crate::error::Result;
+use crate::label::{Label, LabelKind, Source};
+use crate::store::{codec, keys, Batch, Store};
+
+/// Asset ids per block: `id >> BLOCK_SHIFT` is the block, the low bits the slot.
+pub(crate) const BLOCK_SHIFT: u32 = 8;
+/// Asset ids per block.
+pub(crate) const BLOCK: u32 = 1 << BLOCK_SHIFT;
+
+/// The entries of one block, by slot (`id % BLOCK`), ascending and unique.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Block<T> {
+    pub entries: Vec<(u8, T)>,
+}
+
+impl<T> Default for Block<T> {
+    fn default() -> Block<T> {
+        Block { entries: Vec::new() }
+    }
+}
+
+impl<T> Block<T> {
+    /// Sets (`Some`) or clears (`None`) the entry of `asset`.
+    fn set(&mut self, asset: AssetId, value: Option<T>) {
+        let slot = slot(asset);
+        match (self.entries.binary_search_by_key(&slot, |e| e.0), value) {
+            (Ok(i), Some(v)) => self.entries[i].1 = v,
+            (Ok(i), None) => {
+                self.entries.remove(i);
+            }
+            (Err(i), Some(v)) => self.entries.insert(i, (slot, v)),
+            (Err(_), None) => {}
+        }
+    }
+
+    /// Whether slots ascend strictly (what a stored block must hold).
+    pub fn is_ordered(&self) -> bool {
+        self.entries.windows(2).all(|w| w[0].0 < w[1].0)
+    }
+}
+
+fn slot(asset: AssetId) -> u8 {
+    (asset.0 & (BLOCK - 1)) as u8
+}
+
+/// The asset id of a slot in a block.
+pub(crate) fn asset_at(block: u32, slot: u8) -> AssetId {
+    AssetId(block << BLOCK_SHIFT | u32::from(slot))
+}
+
+/// What the snapshot digest and splits need of an asset; never changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Facts {
+    pub external_id: String,
+    pub content: Digest,
+    pub split_hash: u64,
+}
+
+impl Facts {
+    pub(crate) fn of(asset: &Asset) -> Facts {
+        Facts {
+            external_id: asset.external_id.clone(),
+            content: asset.digest,
+            split_hash: split_hash(&asset.external_id),
+        }
+    }
+}
+
+/// The revision a selection chooses for an asset, and its answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Choice {
+    pub revision: u32,
+    /// One past the last revision the selection looks at: choosing over the first `upto`
+    /// revisions gives this same choice, whatever comes later.
+    pub upto: u32,
+    pub answers_hash: u64,
+    /// The canonical bytes of the chosen answers (the digest's input).
+    pub answers: Vec<u8>,
+}
+
+/// Whether a selection's choice depends on this label.
+fn feeds(label: &Label, selection: &Selection) -> bool {
+    match selection {
+        Selection::LatestHuman | Selection::Majority => label.kind == LabelKind::Annotation,
+        Selection::LatestReviewed => label.kind == LabelKind::Review,
+        Selection::Model { name, version } => {
+            label.kind == LabelKind::Prediction
+                && matches!(&label.source, Source::Model { name: n, version: v } if n == name && v == version)
+        }
+    }
+}
+
+/// The selections whose choice depends on this label.
+pub(crate) fn fed_by(label: &Label) -> Vec<Selection> {
+    match (label.kind, &label.source) {
+        (LabelKind::Annotation, _) => vec![Selection::LatestHuman, Selection::Majority],
+        (LabelKind::Review, _) => vec![Selection::LatestReviewed],
+        (LabelKind::Prediction, Source::Model { name, version }) => vec![Selection::Model {
+            name: name.clone(),
+            version: version.clone(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// Every selection that some label of `history` feeds, each once.
+fn fed_by_any(history: &[Label]) -> Vec<Selection> {
+    let mut out: Vec<Selection> = Vec::new();
+    for l in history {
+        for s in fed_by(l) {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// What a selection chooses over `history`, as stored in its column.
+pub(crate) fn choice(selection: &Selection, history: &[Label]) -> Option<Choice> {
+    let (revision, answers) = choose(selection, history)?;
+    let upto = history.iter().rposition(|l| feeds(l, selection))? as u32 + 1;
+    let answers = answers_bytes(answers);
+    Some(Choice {
+        revision,
+        upto,
+        answers_hash: hash64(&answers),
+        answers,
+    })
+}
+
+/// Every column entry of one asset: its facts, and its choice under each selection that
+/// one of its labels feeds (`None` where that selection chooses nothing).
+pub(crate) fn entries(asset: &Asset, history: &[Label]) -> (Facts, Vec<(Selection, Option<Choice>)>) {
+    let choices = fed_by_any(history)
+        .into_iter()
+        .map(|s| {
+            let c = choice(&s, history);
+            (s, c)
+        })
+        .collect();
+    (Facts::of(asset), choices)
+}
+
+/// The blocks one write changes, read once from the store and written back whole.
+#[derive(Default)]
+pub(crate) struct Pending {
+    facts: BTreeMap<Vec<u8>, Block<Facts>>,
+    choices: BTreeMap<Vec<u8>, Block<Choice>>,
+}
+
+/// The block under `key`, loaded into `map` on first use.
+fn block<'m, T: DeserializeOwned>(
+    map: &'m mut BTreeMap<Vec<u8>, Block<T>>,
+    store: &Store,
+    key: Vec<u8>,
+) -> Result<&'m mut Block<T>> {
+    Ok(match map.entry(key) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            let stored = store.get(e.key())?.unwrap_or_default();
+            e.insert(stored)
+        }
+    })
+}
+
+impl Pending {
+    fn set_facts(&mut self, store: &Store, asset: AssetId, facts: Option<Facts>) -> Result<()> {
+        let key = keys::facts(asset.0 >> BLOCK_SHIFT);
+        block(&mut self.facts, store, key)?.set(asset, facts);
+        Ok(())
+    }
+
+    fn set_choice(&mut self, store: &Store, s: &Selection, asset: AssetId, choice: Option<Choice>) -> Result<()> {
+        let key = keys::choices(s, asset.0 >> BLOCK_SHIFT);
+        block(&mut self.choices, store, key)?.set(asset, choice);
+        Ok(())
+    }
+
+    /// Records a new asset (with the labels it came with).
+    pub(crate) fn add_asset(&mut self, store: &Store, asset: &Asset, history: &[Label]) -> Result<()> {
+        let (facts, choices) = entries(asset, history);
+        self.set_facts(store, asset.id, Some(facts))?;
+        for (s, c) in choices {
+            self.set_choice(store, &s, asset.id, c)?;
+        }
+        Ok(())
+    }
+
+    /// Records a new label, the last of `history`, of an existing asset.
+    pub(crate) fn add_label(&mut self, store: &Store, asset: AssetId, history: &[Label]) -> Result<()> {
+        let Some(new) = history.last() else { return Ok(()) };
+        for s in fed_by(new) {
+            let c = choice(&s, history);
+            self.set_choice(store, &s, asset, c)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every entry of a purged asset.
+    pub(crate) fn remove_asset(&mut self, store: &Store, asset: AssetId, history: &[Label]) -> Result<()> {
+        self.set_facts(store, asset, None)?;
+        for s in fed_by_any(history) {
+            self.set_choice(store, &s, asset, None)?;
+        }
+        Ok(())
+    }
+
+    /// Every block, encoded as stored (`None`: emptied, to be removed).
+    fn encoded(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+        fn enc<T: Serialize>(blocks: BTreeMap<Vec<u8>, Block<T>>) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+            blocks.into_iter().map(|(k, b)| {
+                let v = (!b.entries.is_empty()).then(|| codec::encode(&b));
+                (k, v)
+            })
+        }
+        enc(self.facts).chain(enc(self.choices))
+    }
+
+    /// Puts every changed block into the batch (an emptied block is removed).
+    pub(crate) fn write(self, batch: &mut Batch) {
+        for (k, v) in self.encoded() {
+            match v {
+                Some(v) => batch.put_encoded(k, v),
+                None => batch.remove(k),
+            }
+        }
+    }
+}
+
+/// Derives whole blocks from every asset and its labels, fed in ascending id order (as
+/// a scan of the records yields them).
+#[derive(Default)]
+struct Builder {
+    current: Option<u32>,
+    pending: Pending,
+}
+
+impl Builder {
+    /// Adds an asset; returns the blocks completed before it, if it starts a new block.
+    fn push(&mut self, asset: &Asset, history: &[Label]) -> Option<Pending> {
+        let b = asset.id.0 >> BLOCK_SHIFT;
+        let done = match self.current.replace(b) {
+            Some(c) if c != b => Some(std::mem::take(&mut self.pending)),
+            _ => None,
+        };
+        // Blocks start empty: they are computed whole, never read back.
+        let (facts, choices) = entries(asset, history);
+        let p = &mut self.pending;
+        p.facts.entry(keys::facts(b)).or_default().set(asset.id, Some(facts));
+        for (s, c) in choices {
+            p.choices.entry(keys::choices(&s, b)).or_default().set(asset.id, c);
+        }
+        done
+    }
+
+    fn finish(self) -> Pending {
+        self.pending
+    }
+}
+
+/// The stored column blocks to compare with what the records derive, for `verify`:
+/// fed every asset with its labels in id order, then every stored block.
+#[derive(Default)]
+pub(crate) struct Check {
+    builder: Builder,
+    /// Key → hash of the expected encoded block.
+    expected: HashMap<Vec<u8>, u64>,
+}
+
+impl Check {
+    pub(crate) fn asset(&mut self, asset: &Asset, history: &[Label]) {
+        if let Some(done) = self.builder.push(asset, history) {
+            self.expect(done);
+        }
+    }
+
+    fn expect(&mut self, p: Pending) {
+        for (k, v) in p.encoded() {
+            if let Some(v) = v {
+                self.expected.insert(k, hash64(&v));
+            }
+        }
+    }
+
+    /// Takes the last block of assets into what is expected, once they were all fed.
+    fn assets_done(&mut self) {
+        if self.builder.current.is_some() {
+            let last = std::mem::take(&mut self.builder).finish();
+            self.expect(last);
+        }
+    }
+
+    /// A stored block (its raw value), after every asset; the problem it has, if any.
+    pub(crate) fn stored(&mut self, key: &[u8], value: &[u8]) -> Option<String> {
+        self.assets_done();
+        match self.expected.remove(key) {
+            Some(h) if h == hash64(value) => None,
+            Some(_) => Some(format!(
+                "{}: differs from what its assets' labels give",
+                keys::describe(key)
+            )),
+            None => Some(format!("{}: holds no asset's entries", keys::describe(key))),
+        }
+    }
+
+    /// The blocks that should exist and do not.
+    pub(crate) fn missing(mut self) -> Vec<String> {
+        self.assets_done();
+        let mut keys: Vec<_> = self.expected.into_keys().collect();
+        keys.sort();
+        keys.iter().map(|k| format!("{}: missing", keys::describe(k))).collect()
+    }
+}
+/// Rewrites every column from the asset and label records (one merged scan), removing
+/// blocks nothing derives; `finish` adds to the final batch (opening a format-1
+/// database puts its new format version there). Records that fail to decode are left
+/// out, as by the index rebuild: `verify` names them.
+pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<()> {
+    let mut stale: HashSet<Vec<u8>> = HashSet::new();
+    for t in [keys::tag::FACTS, keys::tag::CHOICES] {
+        for k in store.scan_keys(&[t]) {
+            stale.insert(k?);
+        }
+    }
+    let mut labels = store
+        .scan::<Label>(&[keys::tag::LABEL])
+        .filter_map(|kv| kv.ok())
+        .peekable();
+    let mut builder = Builder::default();
+    let mut batch = Batch::default();
+    let mut blocks_in_batch = 0;
+    let mut write = |done: Pending, batch: &mut Batch, stale: &mut HashSet<Vec<u8>>| -> Result<()> {
+        for k in done.facts.keys().chain(done.choices.keys()) {
+            stale.remove(k);
+        }
+        blocks_in_batch += done.facts.len() + done.choices.len();
+        done.write(batch);
+        if blocks_in_batch >= 1024 {
+            blocks_in_batch = 0;
+            store.apply(std::mem::take(batch))?;
+        }
+        Ok(())
+    };
+    for kv in store.scan::<Asset>(&[keys::tag::ASSET]) {
+        let Ok((_, asset)) = kv else { continue };
+        let mut history = Vec::new();
+        while let Some((_, l)) = labels.peek() {
+            if l.asset() > asset.id {
+                break;
+            }
+            if let Some((_, l)) = labels.next() {
+                if l.asset() == asset.id {
+                    history.push(l);
+                }
+            }
+        }
+        if let Some(done) = builder.push(&asset, &history) {
+            write(done, &mut batch, &mut stale)?;
+        }
+    }
+    write(builder.finish(), &mut batch, &mut stale)?;
+    for k in stale {
+        batch.remove(k);
+    }
+    finish(&mut batch);
+    store.apply(batch)
+}
