@@ -397,32 +397,35 @@ fn touched_since(store: &Store, seq: Seq) -> Result<Option<(croaring::Bitmap, u6
     Ok(Some((touched, events)))
 }
 
-/// Derives every asset's entry from primary data: one pass over assets and labels.
-/// Records that fail to decode are left out (`verify` names them), so that a damaged
-/// record never stops the database from opening.
+/// Every asset with its labels, in id order: one merged pass over the ASSET and LABEL
+/// records (both ordered by asset id). Records that fail to decode are left out
+/// (`verify` names them), so that a damaged record never stops a rebuild.
+pub(crate) fn assets_with_labels(store: &Store) -> impl Iterator<Item = (Asset, Vec<Label>)> + '_ {
+    let mut labels = store
+        .scan::<Label>(&[keys::tag::LABEL])
+        .filter_map(|kv| kv.ok())
+        .peekable();
+    store
+        .scan::<Asset>(&[keys::tag::ASSET])
+        .filter_map(|kv| kv.ok())
+        .map(move |(_, asset)| {
+            let mut history = Vec::new();
+            while let Some((_, l)) = labels.next_if(|(_, l)| l.asset() <= asset.id) {
+                if l.asset() == asset.id {
+                    history.push(l);
+                }
+            }
+            (asset, history)
+        })
+}
+
+/// Derives every asset's entry from primary data.
 pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
     let mut idx = Indexes {
         seq,
         ..Indexes::default()
     };
-    let mut labels = store
-        .scan::<Label>(&[keys::tag::LABEL])
-        .filter_map(|kv| kv.ok())
-        .peekable();
-    for kv in store.scan::<Asset>(&[keys::tag::ASSET]) {
-        let Ok((_, asset)) = kv else { continue };
-        let mut history = Vec::new();
-        // Labels are ordered by asset then revision, like assets: a merge join.
-        while let Some((_, l)) = labels.peek() {
-            if l.asset() > asset.id {
-                break;
-            }
-            if let Some((_, l)) = labels.next() {
-                if l.asset() == asset.id {
-                    history.push(l);
-                }
-            }
-        }
+    for (asset, history) in assets_with_labels(store) {
         idx.add(asset.project, asset.id, &index::derive(&asset, &history));
     }
     Ok(idx)

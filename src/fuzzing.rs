@@ -46,6 +46,9 @@ pub fn decode_record(bytes: &[u8]) {
     one::<Counters>(bytes);
     one::<Block<Facts>>(bytes);
     one::<Block<Choice>>(bytes);
+    // As `create_snapshot` reads them: borrowing from the bytes.
+    let _ = codec::decode::<Block<Facts<&str>>>(b"\x11fuzz", bytes);
+    let _ = codec::decode::<Block<Choice<&[u8]>>>(b"\x12fuzz", bytes);
     let _ = codec::decode::<Image>(b"\x0afuzz", bytes).map(crate::index::Indexes::from_image);
 }
 

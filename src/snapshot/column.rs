@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{answers_bytes, choose, hash64, split_hash, Selection};
 use crate::asset::{Asset, AssetId, Digest};
+use crate::db::assets_with_labels;
 use crate::error::Result;
 use crate::label::{Label, LabelKind, Source};
 use crate::store::{codec, keys, Batch, Store};
@@ -68,12 +69,46 @@ pub(crate) fn asset_at(block: u32, slot: u8) -> AssetId {
     AssetId(block << BLOCK_SHIFT | u32::from(slot))
 }
 
-/// What the snapshot digest and splits need of an asset; never changes.
+/// What the snapshot digest and splits need of an asset; never changes. `S` is `String`
+/// where it is written and `&str` where `create_snapshot` reads it, borrowing from the
+/// stored block instead of allocating.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Facts {
-    pub external_id: String,
+pub(crate) struct Facts<S = String> {
+    pub external_id: S,
+    #[serde(with = "digest_bytes")]
     pub content: Digest,
     pub split_hash: u64,
+}
+
+/// A digest stored as bytes (length 32, then the bytes), which decodes with one copy
+/// rather than 32 element reads.
+mod digest_bytes {
+    use std::fmt;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    use crate::asset::Digest;
+
+    pub fn serialize<S: Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&d.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        struct Bytes32;
+        impl Visitor<'_> for Bytes32 {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("32 bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Digest, E> {
+                <[u8; 32]>::try_from(v)
+                    .map(Digest)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(Bytes32)
+    }
 }
 
 impl Facts {
@@ -86,16 +121,18 @@ impl Facts {
     }
 }
 
-/// The revision a selection chooses for an asset, and its answers.
+/// The revision a selection chooses for an asset, and its answers. `B` is `Vec<u8>`
+/// where it is written and `&[u8]` where `create_snapshot` reads it (the two encode
+/// alike: a length, then the bytes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Choice {
+pub(crate) struct Choice<B = Vec<u8>> {
     pub revision: u32,
     /// One past the last revision the selection looks at: choosing over the first `upto`
     /// revisions gives this same choice, whatever comes later.
     pub upto: u32,
     pub answers_hash: u64,
     /// The canonical bytes of the chosen answers (the digest's input).
-    pub answers: Vec<u8>,
+    pub answers: B,
 }
 
 /// Whether a selection's choice depends on this label.
@@ -332,10 +369,11 @@ impl Check {
         keys.iter().map(|k| format!("{}: missing", keys::describe(k))).collect()
     }
 }
+
 /// Rewrites every column from the asset and label records (one merged scan), removing
 /// blocks nothing derives; `finish` adds to the final batch (opening a format-1
 /// database puts its new format version there). Records that fail to decode are left
-/// out, as by the index rebuild: `verify` names them.
+/// out ([`assets_with_labels`]): `verify` names them.
 pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<()> {
     let mut stale: HashSet<Vec<u8>> = HashSet::new();
     for t in [keys::tag::FACTS, keys::tag::CHOICES] {
@@ -343,10 +381,6 @@ pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<
             stale.insert(k?);
         }
     }
-    let mut labels = store
-        .scan::<Label>(&[keys::tag::LABEL])
-        .filter_map(|kv| kv.ok())
-        .peekable();
     let mut builder = Builder::default();
     let mut batch = Batch::default();
     let mut blocks_in_batch = 0;
@@ -362,19 +396,7 @@ pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<
         }
         Ok(())
     };
-    for kv in store.scan::<Asset>(&[keys::tag::ASSET]) {
-        let Ok((_, asset)) = kv else { continue };
-        let mut history = Vec::new();
-        while let Some((_, l)) = labels.peek() {
-            if l.asset() > asset.id {
-                break;
-            }
-            if let Some((_, l)) = labels.next() {
-                if l.asset() == asset.id {
-                    history.push(l);
-                }
-            }
-        }
+    for (asset, history) in assets_with_labels(store) {
         if let Some(done) = builder.push(&asset, &history) {
             write(done, &mut batch, &mut stale)?;
         }
@@ -385,4 +407,92 @@ pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<
     }
     finish(&mut batch);
     store.apply(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::codec;
+
+    fn facts(ext: &str) -> Facts {
+        Facts {
+            external_id: ext.into(),
+            content: Digest([7; 32]),
+            split_hash: 0x8000_0000_0000_0001,
+        }
+    }
+
+    #[test]
+    fn stored_blocks_decode_borrowed_as_create_snapshot_reads_them() {
+        let mut f = Block::default();
+        f.set(AssetId(258), Some(facts("b")));
+        f.set(AssetId(257), Some(facts("a")));
+        let bytes = codec::encode(&f);
+        let borrowed: Block<Facts<&str>> = codec::decode(b"\x11k", &bytes).unwrap();
+        assert_eq!(
+            borrowed
+                .entries
+                .iter()
+                .map(|(s, x)| (*s, x.external_id))
+                .collect::<Vec<_>>(),
+            [(1, "a"), (2, "b")]
+        );
+        assert_eq!(borrowed.entries[0].1.content, Digest([7; 32]));
+
+        let mut c = Block::default();
+        let choice = Choice {
+            revision: 3,
+            upto: 5,
+            answers_hash: u64::MAX,
+            answers: vec![1, 2, 3],
+        };
+        c.set(AssetId(9), Some(choice.clone()));
+        let bytes = codec::encode(&c);
+        let borrowed: Block<Choice<&[u8]>> = codec::decode(b"\x12k", &bytes).unwrap();
+        let (slot, b) = &borrowed.entries[0];
+        assert_eq!(
+            (*slot, b.revision, b.upto, b.answers_hash, b.answers),
+            (9, 3, 5, u64::MAX, &[1u8, 2, 3][..])
+        );
+        let owned: Block<Choice> = codec::decode(b"\x12k", &bytes).unwrap();
+        assert_eq!(owned, c);
+    }
+
+    #[test]
+    fn set_keeps_slots_ordered_and_unique_and_clears() {
+        let mut b = Block::default();
+        for id in [5, 1, 3, 1] {
+            b.set(AssetId(id), Some(id));
+        }
+        assert_eq!(b.entries, [(1, 1), (3, 3), (5, 5)]);
+        assert!(b.is_ordered());
+        b.set(AssetId(3), None);
+        b.set(AssetId(4), None);
+        assert_eq!(b.entries, [(1, 1), (5, 5)]);
+        assert!(!Block {
+            entries: vec![(2, 0), (2, 0)]
+        }
+        .is_ordered());
+    }
+
+    #[test]
+    fn a_digest_of_another_length_is_corruption_not_a_panic() {
+        #[derive(Serialize)]
+        struct Bad {
+            external_id: String,
+            content: Vec<u8>,
+            split_hash: u64,
+        }
+        let block = (vec![(
+            0u8,
+            Bad {
+                external_id: "x".into(),
+                content: vec![1; 31],
+                split_hash: 0,
+            },
+        )],);
+        let bytes = codec::encode(&block);
+        let r = codec::decode::<Block<Facts<&str>>>(&keys::facts(0), &bytes);
+        assert!(matches!(r, Err(crate::Error::Corruption { .. })), "{r:?}");
+    }
 }

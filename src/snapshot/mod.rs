@@ -16,7 +16,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use croaring::Bitmap;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::asset::{AssetId, Digest};
@@ -235,8 +234,8 @@ fn digest_rows(rows: &[Row]) -> Digest {
     let mut h = blake3::Hasher::new();
     h.update(DIGEST_PREFIX);
     let mut buf = Vec::with_capacity(1 << 16);
-    for r in rows {
-        member_bytes(&mut buf, &r.facts.external_id, &r.facts.content, &r.answers);
+    for (facts, choice, _) in rows {
+        member_bytes(&mut buf, facts.external_id, &facts.content, choice.answers);
         if buf.len() >= 1 << 16 {
             h.update(&buf);
             buf.clear();
@@ -297,31 +296,29 @@ struct Computed {
     digest: Digest,
 }
 
-/// One member being computed, with what the digest needs of it.
-struct Row {
-    facts: Facts,
-    member: Member,
-    answers: Vec<u8>,
+/// One member being computed: its facts and choice in the decoded blocks, and its id.
+type Row<'a> = (&'a Facts<&'a str>, &'a column::Choice<&'a [u8]>, u32);
+
+/// The stored blocks of one column in `[start, end)`.
+fn read_blocks(store: &Store, start: Vec<u8>, end: Vec<u8>) -> Result<Vec<Raw>> {
+    store.range_undecoded(&start, &end).collect()
 }
 
-/// The blocks of one column from `first` to `last`, decoded.
-fn read_blocks<T: DeserializeOwned>(
-    store: &Store,
-    start: Vec<u8>,
-    end: Vec<u8>,
-) -> Result<Vec<(u32, column::Block<T>)>> {
-    store
-        .range::<column::Block<T>>(&start, &end)
-        .map(|kv| {
-            let (k, block) = kv?;
-            let b = keys::u32_at(&k, k.len() - 4).unwrap_or_default();
+/// Decodes stored blocks (borrowing from them) with their block numbers.
+fn decode_blocks<'a, T: Deserialize<'a>>(raw: &'a [Raw]) -> Result<Vec<(u32, column::Block<T>)>> {
+    raw.iter()
+        .map(|r| {
+            let block: column::Block<T> = r.decode()?;
+            let k = r.key();
+            let corrupt = |reason: &str| Error::Corruption {
+                key: keys::describe(k),
+                reason: reason.into(),
+            };
             if !block.is_ordered() {
-                return Err(Error::Corruption {
-                    key: keys::describe(&k),
-                    reason: "slots out of order".into(),
-                });
+                return Err(corrupt("slots out of order"));
             }
-            Ok((b, block))
+            let b = k.len().checked_sub(4).and_then(|at| keys::u32_at(k, at));
+            Ok((b.ok_or_else(|| corrupt("short key"))?, block))
         })
         .collect()
 }
@@ -381,8 +378,8 @@ impl Db {
     }
 
     /// Computes members and digest from the selection columns (see [`column`]): the
-    /// FACTS blocks and the selection's CHOICES blocks over the id range of `ids`, read on
-    /// two threads, joined by asset id.
+    /// FACTS blocks and the selection's CHOICES blocks over the id range of `ids`, read
+    /// and decoded on two threads, joined by asset id.
     fn compute_snapshot(&self, ids: &Bitmap, selection: &Selection) -> Result<Computed> {
         let (Some(first), Some(last)) = (ids.minimum(), ids.maximum()) else {
             return Ok(Computed {
@@ -393,60 +390,69 @@ impl Db {
         };
         let (first, last) = (first >> column::BLOCK_SHIFT, last >> column::BLOCK_SHIFT);
         let store = &self.inner.store;
-        let (facts, choices) = std::thread::scope(|scope| {
-            let facts = scope.spawn(|| read_blocks::<Facts>(store, keys::facts(first), keys::facts(last + 1)));
-            let choices = read_blocks::<column::Choice>(
+        let panicked = || Error::Storage("a snapshot column reader panicked".into());
+        let (facts_raw, choices_raw) = std::thread::scope(|scope| {
+            let facts = scope.spawn(|| read_blocks(store, keys::facts(first), keys::facts(last + 1)));
+            let choices = read_blocks(
                 store,
                 keys::choices(selection, first),
                 keys::choices(selection, last + 1),
             );
-            let facts = facts
-                .join()
-                .unwrap_or_else(|_| Err(Error::Storage("the snapshot facts reader panicked".into())));
-            (facts, choices)
+            (facts.join().unwrap_or_else(|_| Err(panicked())), choices)
         });
-        let (mut facts, choices) = (facts?, choices?);
-        let mut rows = Vec::with_capacity(ids.cardinality() as usize);
+        let (facts_raw, choices_raw) = (facts_raw?, choices_raw?);
+        let (facts, choices) = std::thread::scope(|scope| {
+            let facts = scope.spawn(|| decode_blocks::<Facts<&str>>(&facts_raw));
+            let choices = decode_blocks::<column::Choice<&[u8]>>(&choices_raw);
+            (facts.join().unwrap_or_else(|_| Err(panicked())), choices)
+        });
+        let (facts, choices) = (facts?, choices?);
+        let mut rows: Vec<Row> = Vec::with_capacity(ids.cardinality() as usize);
         let mut f = 0;
-        for (b, block) in choices {
-            while facts.get(f).is_some_and(|(fb, _)| *fb < b) {
+        for (b, block) in &choices {
+            while facts.get(f).is_some_and(|(fb, _)| fb < b) {
                 f += 1;
             }
-            let mut block_facts = match facts.get_mut(f) {
-                Some((fb, fs)) if *fb == b => std::mem::take(&mut fs.entries).into_iter().peekable(),
-                _ => Vec::new().into_iter().peekable(),
+            let block_facts = match facts.get(f) {
+                Some((fb, fs)) if fb == b => &fs.entries[..],
+                _ => &[],
             };
-            for (slot, choice) in block.entries {
-                let asset = column::asset_at(b, slot);
+            let mut i = 0;
+            for (slot, choice) in &block.entries {
+                let asset = column::asset_at(*b, *slot);
                 if !ids.contains(asset.0) {
                     continue;
                 }
-                while block_facts.next_if(|(s, _)| *s < slot).is_some() {}
-                let Some((_, facts)) = block_facts.next_if(|(s, _)| *s == slot) else {
-                    return Err(Error::Corruption {
-                        key: keys::describe(&keys::facts(b)),
-                        reason: format!("no facts of asset {asset}, which {selection} chooses a label of"),
-                    });
-                };
-                rows.push(Row {
-                    member: Member {
-                        asset: asset.0,
-                        revision: choice.revision,
-                        answers_hash: choice.answers_hash,
-                        split_hash: facts.split_hash,
-                        upto: choice.upto,
-                    },
-                    facts,
-                    answers: choice.answers,
-                });
+                while block_facts.get(i).is_some_and(|(s, _)| s < slot) {
+                    i += 1;
+                }
+                match block_facts.get(i) {
+                    Some((s, facts)) if s == slot => rows.push((facts, choice, asset.0)),
+                    _ => {
+                        return Err(Error::Corruption {
+                            key: keys::describe(&keys::facts(*b)),
+                            reason: format!("no facts of asset {asset}, which {selection} chooses a label of"),
+                        })
+                    }
+                }
             }
         }
         let mut bitmap = Bitmap::new();
-        bitmap.add_many(&rows.iter().map(|r| r.member.asset).collect::<Vec<_>>());
-        rows.sort_unstable_by(|a, b| a.facts.external_id.cmp(&b.facts.external_id));
+        bitmap.add_many(&rows.iter().map(|r| r.2).collect::<Vec<_>>());
+        rows.sort_unstable_by(|a, b| a.0.external_id.cmp(b.0.external_id));
+        let members = rows
+            .iter()
+            .map(|(facts, choice, asset)| Member {
+                asset: *asset,
+                revision: choice.revision,
+                answers_hash: choice.answers_hash,
+                split_hash: facts.split_hash,
+                upto: choice.upto,
+            })
+            .collect();
         Ok(Computed {
             digest: digest_rows(&rows),
-            members: rows.into_iter().map(|r| r.member).collect(),
+            members,
             bitmap,
         })
     }

@@ -5,8 +5,7 @@
 //! [`Error::Corruption`] naming the key — never a panic and never wrong data.
 
 use bincode::Options;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -44,8 +43,9 @@ pub(crate) fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
     options().serialize(value).unwrap_or_default()
 }
 
-/// Decodes a record stored under `key`, checking its crc and version.
-pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+/// Decodes a record stored under `key`, checking its crc and version. A type that
+/// borrows (`&str`, `&[u8]` fields) borrows from `bytes` instead of copying.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Result<T> {
     let corrupt = |reason: String| Error::Corruption {
         key: keys::describe(key),
         reason,

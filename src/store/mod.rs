@@ -51,8 +51,9 @@ impl Raw {
         &self.key
     }
 
-    /// Decodes the record, checking its crc (a mismatch names the key).
-    pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+    /// Decodes the record, checking its crc (a mismatch names the key). A type that
+    /// borrows borrows from this value.
+    pub(crate) fn decode<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
         codec::decode(&self.key, &self.value)
     }
 }

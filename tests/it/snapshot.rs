@@ -8,6 +8,7 @@
 //! 5. Names, tags, deletion and model lineage.
 //! 6. Export → import round trips on the shared datasets.
 //! 7. Durability and damage.
+//! 8. Selection columns: the upgrade of a format-1 database, damage and repair.
 //!
 //! `LABELDB_PROPTEST_CASES` raises the number of cases of every property here (default 32,
 //! fewer for the slower ones).
@@ -19,7 +20,7 @@ use std::path::Path;
 use labeldb::query::parse;
 use labeldb::{
     Answer, AssetId, BBox, Db, Error, Example, Filter, Format, ImportOptions, Label, LabelId, LabelKind, MetaValue,
-    NewAsset, NewLabel, Selection, Snapshot, Source, Span, Status, Verdict,
+    NewAsset, NewLabel, RecordRef, Selection, Snapshot, Source, Span, Status, Verdict,
 };
 use proptest::prelude::*;
 
@@ -1819,6 +1820,127 @@ fn a_snapshot_of_several_chunks_reads_back_in_order_and_a_damaged_later_chunk_na
         other => panic!("expected corruption at {key}, got {other:?}"),
     }
     drop(db);
+    drop(dir);
+    Ok(())
+}
+
+// ---- 8. selection columns ----
+
+/// `n` assets over several column blocks (256 asset ids each) with every kind of label
+/// the selections read — one author, three disagreeing authors, predictions of two model
+/// versions, accepted and rejected reviews, nothing — and every 50th asset purged.
+fn column_dataset(db: &Db, n: u32) -> labeldb::Result<()> {
+    use Verdict::{Accept, Reject};
+    db.create_project("admin", P, schema(SCHEMA))?;
+    for i in 0..n {
+        let c = CLASSES[i as usize % 3];
+        let labels = match i % 6 {
+            0 => vec![ann("alice", c)],
+            1 => vec![ann("alice", c), ann("bob", "a"), ann("carol", c), pred("2", "b")],
+            2 => vec![pred("1", c), pred("2", "a"), pred("1", "b")],
+            3 => vec![ann("alice", c), rev(Accept, Some(0), None)],
+            4 => vec![ann("bob", c), rev(Reject, Some(0), None), ann("bob", "a")],
+            _ => vec![],
+        };
+        let id = asset_with(db, &format!("c{:04}", (i * 7919) % n), labels)?;
+        if i % 50 == 49 {
+            db.purge_asset("admin", id)?;
+        }
+    }
+    Ok(())
+}
+
+fn all_selections() -> Vec<Selection> {
+    vec![
+        Selection::LatestHuman,
+        Selection::Majority,
+        Selection::LatestReviewed,
+        model("1"),
+        model("2"),
+    ]
+}
+
+#[test]
+fn a_format_1_database_gets_its_selection_columns_when_opened_and_snapshots_are_unchanged() -> TestResult {
+    let (dir, db) = temp_db();
+    column_dataset(&db, 600)?;
+    let mut before = Vec::new();
+    for (i, sel) in all_selections().iter().enumerate() {
+        let info = db.create_snapshot("trainer", P, &format!("before-{i}"), &Filter::All, sel)?;
+        assert!(info.assets > 0, "{sel}: no members");
+        before.push((info, examples(&db.snapshot(P, &format!("before-{i}"))?)?));
+    }
+    db.downgrade_to_format_1()?;
+    let report = db.verify()?;
+    assert!(
+        report.problems.iter().any(|p| p.contains("format version 1")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems.iter().any(|p| p.contains("facts/0: missing")),
+        "{:?}",
+        report.problems
+    );
+    let path = db.path().to_path_buf();
+    drop(db);
+    let db = reopen(&path)?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "after the upgrade: {:?}", report.problems);
+    for (i, sel) in all_selections().iter().enumerate() {
+        let info = db.create_snapshot("trainer", P, &format!("after-{i}"), &Filter::All, sel)?;
+        let (old, old_examples) = &before[i];
+        assert_eq!((info.assets, info.digest), (old.assets, old.digest), "{sel}");
+        assert_eq!(&examples(&db.snapshot(P, &info.name)?)?, old_examples, "{sel}");
+        assert_eq!(db.verify_snapshot(P, &info.name)?, Vec::<String>::new(), "{sel}");
+    }
+    drop(dir);
+    Ok(())
+}
+
+#[test]
+fn a_damaged_or_stale_facts_block_is_found_refuses_create_and_repair_rebuilds_it() -> TestResult {
+    let (dir, db) = temp_db();
+    column_dataset(&db, 600)?;
+    let good = db.create_snapshot("trainer", P, "good", &Filter::All, &Selection::LatestHuman)?;
+
+    // A valid record with another block's entries: verify finds the block stale.
+    let block0 = db.raw_record(RecordRef::Facts(AssetId(0)))?.ok_or("no facts block 0")?;
+    db.damage_record(RecordRef::Facts(AssetId(256)), &block0)?;
+    let report = db.verify()?;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("facts/1: differs from what its assets' labels give")),
+        "{:?}",
+        report.problems
+    );
+
+    // Bytes that fail their crc: create is refused naming the key, and writes nothing.
+    let mut bytes = block0.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    db.damage_record(RecordRef::Facts(AssetId(0)), &bytes)?;
+    let seq = db.last_seq();
+    match db.create_snapshot("trainer", P, "bad", &Filter::All, &Selection::LatestHuman) {
+        Err(Error::Corruption { key, .. }) => assert_eq!(key, "facts/0"),
+        other => panic!("expected corruption at facts/0, got {other:?}"),
+    }
+    assert_eq!(db.last_seq(), seq);
+    assert!(db.snapshot_info(P, "bad").is_err());
+    let report = db.verify()?;
+    assert!(
+        report.problems.iter().any(|p| p.contains("facts/0")),
+        "{:?}",
+        report.problems
+    );
+
+    db.repair_indexes()?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "after repair: {:?}", report.problems);
+    let again = db.create_snapshot("trainer", P, "again", &Filter::All, &Selection::LatestHuman)?;
+    assert_eq!((again.assets, again.digest), (good.assets, good.digest));
     drop(dir);
     Ok(())
 }
