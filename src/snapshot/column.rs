@@ -173,8 +173,27 @@ fn fed_by_any(history: &[Label]) -> Vec<Selection> {
     out
 }
 
-/// What a selection chooses over `history`, as stored in its column.
-pub(crate) fn choice(selection: &Selection, history: &[Label]) -> Option<Choice> {
+/// The column a selection's stored entries fall back to: majority stores an entry only
+/// where it chooses another revision than latest-human (with one annotator per asset,
+/// the common case, it never does) and is read as latest-human's entries overridden by
+/// its own. Both read the same labels, so they have an entry for the same assets and
+/// the same `upto`.
+pub(crate) fn base_of(selection: &Selection) -> Option<Selection> {
+    (*selection == Selection::Majority).then_some(Selection::LatestHuman)
+}
+
+/// What a selection's column stores for an asset with this history: its choice, or
+/// `None` where it chooses nothing or (see [`base_of`]) where its base's entry says it.
+pub(crate) fn stored_choice(selection: &Selection, history: &[Label]) -> Option<Choice> {
+    let own = choice(selection, history)?;
+    match base_of(selection).and_then(|base| choice(&base, history)) {
+        Some(base) if base.revision == own.revision => None,
+        _ => Some(own),
+    }
+}
+
+/// What a selection chooses over `history`.
+fn choice(selection: &Selection, history: &[Label]) -> Option<Choice> {
     let (revision, answers) = choose(selection, history)?;
     let upto = history.iter().rposition(|l| feeds(l, selection))? as u32 + 1;
     let answers = answers_bytes(answers);
@@ -186,13 +205,13 @@ pub(crate) fn choice(selection: &Selection, history: &[Label]) -> Option<Choice>
     })
 }
 
-/// Every column entry of one asset: its facts, and its choice under each selection that
-/// one of its labels feeds (`None` where that selection chooses nothing).
+/// Every column entry of one asset: its facts, and its stored choice under each selection
+/// that one of its labels feeds (`None`: no entry, see [`stored_choice`]).
 pub(crate) fn entries(asset: &Asset, history: &[Label]) -> (Facts, Vec<(Selection, Option<Choice>)>) {
     let choices = fed_by_any(history)
         .into_iter()
         .map(|s| {
-            let c = choice(&s, history);
+            let c = stored_choice(&s, history);
             (s, c)
         })
         .collect();
@@ -248,7 +267,7 @@ impl Pending {
     pub(crate) fn add_label(&mut self, store: &Store, asset: AssetId, history: &[Label]) -> Result<()> {
         let Some(new) = history.last() else { return Ok(()) };
         for s in fed_by(new) {
-            let c = choice(&s, history);
+            let c = stored_choice(&s, history);
             self.set_choice(store, &s, asset, c)?;
         }
         Ok(())

@@ -300,8 +300,24 @@ struct Computed {
 type Row<'a> = (&'a Facts<&'a str>, &'a column::Choice<&'a [u8]>, u32);
 
 /// The stored blocks of one column in `[start, end)`.
-fn read_blocks(store: &Store, start: Vec<u8>, end: Vec<u8>) -> Result<Vec<Raw>> {
-    store.range_undecoded(&start, &end).collect()
+fn read_blocks(store: &Store, start: &[u8], end: &[u8]) -> Result<Vec<Raw>> {
+    store.range_undecoded(start, end).collect()
+}
+
+/// The entries of block `b` among decoded blocks (sorted by block number).
+fn entries_at<T>(blocks: &[(u32, column::Block<T>)], b: u32) -> &[(u8, T)] {
+    blocks
+        .binary_search_by_key(&b, |(n, _)| *n)
+        .map_or(&[], |i| &blocks[i].1.entries)
+}
+
+/// The entry at `slot` in a block's entries, moving `i` on: slots are sought in
+/// ascending order, so one walk over the entries serves a whole block.
+fn seek<'a, T>(entries: &'a [(u8, T)], i: &mut usize, slot: u8) -> Option<&'a T> {
+    while entries.get(*i).is_some_and(|(s, _)| *s < slot) {
+        *i += 1;
+    }
+    entries.get(*i).filter(|(s, _)| *s == slot).map(|(_, t)| t)
 }
 
 /// Decodes stored blocks (borrowing from them) with their block numbers.
@@ -378,8 +394,8 @@ impl Db {
     }
 
     /// Computes members and digest from the selection columns (see [`column`]): the
-    /// FACTS blocks and the selection's CHOICES blocks over the id range of `ids`, read
-    /// and decoded on two threads, joined by asset id.
+    /// FACTS blocks and the selection's CHOICES blocks (and its base's) over the id range
+    /// of `ids`, read and decoded on two threads, joined by asset id.
     fn compute_snapshot(&self, ids: &Bitmap, selection: &Selection) -> Result<Computed> {
         let (Some(first), Some(last)) = (ids.minimum(), ids.maximum()) else {
             return Ok(Computed {
@@ -390,51 +406,55 @@ impl Db {
         };
         let (first, last) = (first >> column::BLOCK_SHIFT, last >> column::BLOCK_SHIFT);
         let store = &self.inner.store;
+        let base = column::base_of(selection);
+        let mut ranges = vec![(keys::facts(first), keys::facts(last + 1))];
+        for s in std::iter::once(selection).chain(base.as_ref()) {
+            ranges.push((keys::choices(s, first), keys::choices(s, last + 1)));
+        }
         let panicked = || Error::Storage("a snapshot column reader panicked".into());
-        let (facts_raw, choices_raw) = std::thread::scope(|scope| {
-            let facts = scope.spawn(|| read_blocks(store, keys::facts(first), keys::facts(last + 1)));
-            let choices = read_blocks(
-                store,
-                keys::choices(selection, first),
-                keys::choices(selection, last + 1),
-            );
-            (facts.join().unwrap_or_else(|_| Err(panicked())), choices)
-        });
-        let (facts_raw, choices_raw) = (facts_raw?, choices_raw?);
+        let raw = std::thread::scope(|scope| {
+            let readers: Vec<_> = ranges
+                .iter()
+                .map(|(start, end)| scope.spawn(|| read_blocks(store, start, end)))
+                .collect();
+            readers
+                .into_iter()
+                .map(|r| r.join().unwrap_or_else(|_| Err(panicked())))
+                .collect::<Result<Vec<_>>>()
+        })?;
         let (facts, choices) = std::thread::scope(|scope| {
-            let facts = scope.spawn(|| decode_blocks::<Facts<&str>>(&facts_raw));
-            let choices = decode_blocks::<column::Choice<&[u8]>>(&choices_raw);
+            let facts = scope.spawn(|| decode_blocks::<Facts<&str>>(&raw[0]));
+            let choices: Result<Vec<_>> = raw[1..]
+                .iter()
+                .map(|r| decode_blocks::<column::Choice<&[u8]>>(r))
+                .collect();
             (facts.join().unwrap_or_else(|_| Err(panicked())), choices)
         });
         let (facts, choices) = (facts?, choices?);
+        // With a base, walk its entries, taking the selection's own where it has one.
+        let own = &choices[0];
+        let (walk, overrides) = match choices.get(1) {
+            Some(base) => (base, Some(own)),
+            None => (own, None),
+        };
         let mut rows: Vec<Row> = Vec::with_capacity(ids.cardinality() as usize);
-        let mut f = 0;
-        for (b, block) in &choices {
-            while facts.get(f).is_some_and(|(fb, _)| fb < b) {
-                f += 1;
-            }
-            let block_facts = match facts.get(f) {
-                Some((fb, fs)) if fb == b => &fs.entries[..],
-                _ => &[],
-            };
-            let mut i = 0;
+        for (b, block) in walk {
+            let facts_here = entries_at(&facts, *b);
+            let overrides_here = overrides.map_or(&[][..], |o| entries_at(o, *b));
+            let (mut f, mut o) = (0, 0);
             for (slot, choice) in &block.entries {
                 let asset = column::asset_at(*b, *slot);
                 if !ids.contains(asset.0) {
                     continue;
                 }
-                while block_facts.get(i).is_some_and(|(s, _)| s < slot) {
-                    i += 1;
-                }
-                match block_facts.get(i) {
-                    Some((s, facts)) if s == slot => rows.push((facts, choice, asset.0)),
-                    _ => {
-                        return Err(Error::Corruption {
-                            key: keys::describe(&keys::facts(*b)),
-                            reason: format!("no facts of asset {asset}, which {selection} chooses a label of"),
-                        })
-                    }
-                }
+                let choice = seek(overrides_here, &mut o, *slot).unwrap_or(choice);
+                let Some(facts) = seek(facts_here, &mut f, *slot) else {
+                    return Err(Error::Corruption {
+                        key: keys::describe(&keys::facts(*b)),
+                        reason: format!("no facts of asset {asset}, which {selection} chooses a label of"),
+                    });
+                };
+                rows.push((facts, choice, asset.0));
             }
         }
         let mut bitmap = Bitmap::new();

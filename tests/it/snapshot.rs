@@ -1827,8 +1827,9 @@ fn a_snapshot_of_several_chunks_reads_back_in_order_and_a_damaged_later_chunk_na
 // ---- 8. selection columns ----
 
 /// `n` assets over several column blocks (256 asset ids each) with every kind of label
-/// the selections read — one author, three disagreeing authors, predictions of two model
-/// versions, accepted and rejected reviews, nothing — and every 50th asset purged.
+/// the selections read — one author, three authors whose majority is or is not the
+/// latest annotation, predictions of two model versions, accepted and rejected reviews,
+/// nothing — and every 50th asset purged.
 fn column_dataset(db: &Db, n: u32) -> labeldb::Result<()> {
     use Verdict::{Accept, Reject};
     db.create_project("admin", P, schema(SCHEMA))?;
@@ -1836,7 +1837,8 @@ fn column_dataset(db: &Db, n: u32) -> labeldb::Result<()> {
         let c = CLASSES[i as usize % 3];
         let labels = match i % 6 {
             0 => vec![ann("alice", c)],
-            1 => vec![ann("alice", c), ann("bob", "a"), ann("carol", c), pred("2", "b")],
+            // majority (alice and bob) is not the latest annotation (carol) unless c is b
+            1 => vec![ann("alice", c), ann("bob", c), ann("carol", "b"), pred("2", "b")],
             2 => vec![pred("1", c), pred("2", "a"), pred("1", "b")],
             3 => vec![ann("alice", c), rev(Accept, Some(0), None)],
             4 => vec![ann("bob", c), rev(Reject, Some(0), None), ann("bob", "a")],
