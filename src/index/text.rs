@@ -206,7 +206,8 @@ impl TextIndex {
     }
 
     /// Commits what was applied, if anything moved, after `make_durable` (a sled flush)
-    /// so that no committed document outlives its primary data in a crash.
+    /// so that no committed document outlives its primary data in a crash, and reloads
+    /// the reader: when this returns, searches see everything applied before the call.
     pub(crate) fn commit(&self, make_durable: impl FnOnce() -> Result<()>, force: bool) -> Result<()> {
         let mut w = self.writer.lock();
         let seq = self.applied.load(Ordering::Acquire);
@@ -217,10 +218,13 @@ impl TextIndex {
         let mut prepared = w.prepare_commit().map_err(text_error)?;
         prepared.set_payload(&seq.to_string());
         prepared.commit().map_err(text_error)?;
-        self.committed.store(seq, Ordering::Release);
-        drop(w);
+        // Reload before letting go of the writer: a commit that finds nothing new to
+        // commit (`verify`'s) must find the reader already showing the last one, not
+        // race the committer thread between its commit and its reload.
         self.reader.reload().map_err(text_error)?;
         self.columns.keep_only(&self.reader.searcher());
+        self.committed.store(seq, Ordering::Release);
+        drop(w);
         Ok(())
     }
 

@@ -637,6 +637,28 @@ fn a_new_text_asset_becomes_searchable_by_the_background_commit_without_a_flush(
     Ok(())
 }
 
+#[test]
+fn after_flush_a_search_sees_every_write_even_while_the_background_committer_races_it() -> TestResult {
+    // With a 1 ms interval the committer thread commits between almost every write and
+    // flush; a flush that finds nothing new to commit must still see the committer's
+    // commit reloaded (it once returned between the committer's commit and reload).
+    let dir = tempfile::tempdir()?;
+    let db = Db::builder()
+        .commit_interval(Duration::from_millis(1))
+        .open(dir.path().join("db"))?;
+    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    for i in 0..100 {
+        let id = db.add_asset("admin", DOCS, NewAsset::text(format!("d{i}"), format!("word{i} tail")))?;
+        db.flush()?;
+        assert_eq!(
+            q(&db, DOCS, &format!("word{i}")),
+            BTreeSet::from([id]),
+            "write {i} after flush"
+        );
+    }
+    Ok(())
+}
+
 // ---- consistency: verify, rebuild, a killed writer ----
 
 /// A text query's expected result over the stored assets: live text assets whose words
