@@ -23,7 +23,7 @@ use crate::index::text::{TextIndex, TextOp};
 use crate::index::{self, Delta, Indexes};
 use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
 use crate::project::{check_name, Project, ProjectId, Schema, Settings};
-use crate::snapshot::column;
+use crate::snapshot::{column, Selection};
 use crate::store::{codec, keys, Batch, Counters, Store, FORMAT_VERSION};
 
 /// When writes become durable.
@@ -254,7 +254,7 @@ pub(crate) fn rebuild_text(store: &Store, text: &TextIndex, seq: Seq) -> Result<
 
 /// A stored record, for the test hooks [`Db::damage_record`] and [`Db::raw_record`].
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum RecordRef {
     /// An asset record.
     Asset(AssetId),
@@ -268,6 +268,8 @@ pub enum RecordRef {
     IndexCheckpoint,
     /// The FACTS block of the selection columns holding an asset.
     Facts(AssetId),
+    /// The CHOICES block of a selection holding an asset.
+    Choices(Selection, AssetId),
     /// A chunk of a snapshot's members.
     SnapshotChunk {
         /// `SnapshotInfo::id`.
@@ -286,6 +288,7 @@ impl RecordRef {
             RecordRef::Project(id) => keys::project(id),
             RecordRef::IndexCheckpoint => keys::index_chunk(0),
             RecordRef::Facts(id) => keys::facts(id.0 >> column::BLOCK_SHIFT),
+            RecordRef::Choices(s, id) => keys::choices(&s, id.0 >> column::BLOCK_SHIFT),
             RecordRef::SnapshotChunk { snapshot, chunk } => keys::snapshot_chunk(snapshot, chunk),
         }
     }

@@ -208,7 +208,9 @@ fn clones_read_consistently_from_four_threads_while_a_writer_writes() -> TestRes
 
 /// Flips one byte in the middle of a stored record through the test hook.
 fn damage(db: &Db, record: RecordRef) -> TestResult {
-    let mut bytes = db.raw_record(record)?.ok_or_else(|| format!("no record {record:?}"))?;
+    let mut bytes = db
+        .raw_record(record.clone())?
+        .ok_or_else(|| format!("no record {record:?}"))?;
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5a;
     db.damage_record(record, &bytes)?;
