@@ -320,6 +320,29 @@ fn seek<'a, T>(entries: &'a [(u8, T)], i: &mut usize, slot: u8) -> Option<&'a T>
     entries.get(*i).filter(|(s, _)| *s == slot).map(|(_, t)| t)
 }
 
+/// Sorts rows by external id, bytewise. Comparing the ids themselves costs a pointer
+/// chase and a memcmp per comparison (0.4 s at 1M ids in random order); instead the rows
+/// are sorted by the 8 bytes that follow the common prefix of all ids, read as a
+/// big-endian integer (zero-padded), and only rows with equal keys by the whole id. That
+/// is the same order: where two keys differ, the ids differ first at the same byte.
+fn sort_by_external_id(rows: &mut Vec<Row>) {
+    let ids = rows.iter().map(|r| r.0.external_id.as_bytes());
+    let (Some(min), Some(max)) = (ids.clone().min(), ids.max()) else {
+        return;
+    };
+    let common = min.iter().zip(max).take_while(|(a, b)| a == b).count();
+    let key = |id: &str| {
+        let rest = id.as_bytes().get(common..).unwrap_or_default();
+        let mut k = [0u8; 8];
+        let n = rest.len().min(8);
+        k[..n].copy_from_slice(&rest[..n]);
+        u64::from_be_bytes(k)
+    };
+    let mut keyed: Vec<(u64, Row)> = rows.drain(..).map(|r| (key(r.0.external_id), r)).collect();
+    keyed.sort_unstable_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.0.external_id.cmp(b.0.external_id)));
+    rows.extend(keyed.into_iter().map(|(_, r)| r));
+}
+
 /// Decodes stored blocks (borrowing from them) with their block numbers.
 fn decode_blocks<'a, T: Deserialize<'a>>(raw: &'a [Raw]) -> Result<Vec<(u32, column::Block<T>)>> {
     raw.iter()
@@ -459,7 +482,7 @@ impl Db {
         }
         let mut bitmap = Bitmap::new();
         bitmap.add_many(&rows.iter().map(|r| r.2).collect::<Vec<_>>());
-        rows.sort_unstable_by(|a, b| a.0.external_id.cmp(b.0.external_id));
+        sort_by_external_id(&mut rows);
         let members = rows
             .iter()
             .map(|(facts, choice, asset)| Member {
@@ -829,5 +852,39 @@ impl Db {
             txn.forget(&asset, &history)?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Ids over a small alphabet with NUL, shared prefixes and lengths around the
+        /// 8-byte key, so that keys tie, ids end inside the key and prefixes nest.
+        #[test]
+        fn rows_sort_in_bytewise_external_id_order(
+            prefix in "(email-0{0,6})?",
+            tails in prop::collection::vec("[a\\x00b]{0,11}", 0..60),
+        ) {
+            let ids: Vec<String> = tails.iter().map(|t| format!("{prefix}{t}")).collect();
+            let facts: Vec<Facts<&str>> = ids
+                .iter()
+                .map(|id| Facts {
+                    external_id: id.as_str(),
+                    content: Digest([0; 32]),
+                    split_hash: 0,
+                })
+                .collect();
+            let choice = column::Choice { revision: 0, upto: 1, answers_hash: 0, answers: &[][..] };
+            let mut rows: Vec<Row> = facts.iter().enumerate().map(|(i, f)| (f, &choice, i as u32)).collect();
+            sort_by_external_id(&mut rows);
+            let got: Vec<&str> = rows.iter().map(|r| r.0.external_id).collect();
+            let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+            want.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
     }
 }
