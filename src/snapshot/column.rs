@@ -182,14 +182,30 @@ pub(crate) fn base_of(selection: &Selection) -> Option<Selection> {
     (*selection == Selection::Majority).then_some(Selection::LatestHuman)
 }
 
-/// What a selection's column stores for an asset with this history: its choice, or
-/// `None` where it chooses nothing or (see [`base_of`]) where its base's entry says it.
-pub(crate) fn stored_choice(selection: &Selection, history: &[Label]) -> Option<Choice> {
-    let own = choice(selection, history)?;
-    match base_of(selection).and_then(|base| choice(&base, history)) {
-        Some(base) if base.revision == own.revision => None,
-        _ => Some(own),
-    }
+/// What the columns of `selections` store for an asset with this history: each one's
+/// choice, or `None` where it chooses nothing or (see [`base_of`]) where its base's
+/// entry says it. A selection's base is fed by the same labels, so whoever lists the
+/// selections fed by a label lists its base too, and each choice is computed once.
+fn stored_choices(selections: Vec<Selection>, history: &[Label]) -> Vec<(Selection, Option<Choice>)> {
+    let chosen: Vec<(Selection, Option<Choice>)> = selections
+        .into_iter()
+        .map(|s| {
+            let c = choice(&s, history);
+            (s, c)
+        })
+        .collect();
+    let revisions: Vec<(Selection, Option<u32>)> = chosen
+        .iter()
+        .map(|(s, c)| (s.clone(), c.as_ref().map(|c| c.revision)))
+        .collect();
+    chosen
+        .into_iter()
+        .map(|(s, c)| {
+            let revision = c.as_ref().map(|c| c.revision);
+            let as_base = base_of(&s).is_some_and(|b| revisions.contains(&(b, revision)));
+            (s, if as_base { None } else { c })
+        })
+        .collect()
 }
 
 /// What a selection chooses over `history`.
@@ -206,16 +222,9 @@ fn choice(selection: &Selection, history: &[Label]) -> Option<Choice> {
 }
 
 /// Every column entry of one asset: its facts, and its stored choice under each selection
-/// that one of its labels feeds (`None`: no entry, see [`stored_choice`]).
+/// that one of its labels feeds (`None`: no entry, see [`stored_choices`]).
 pub(crate) fn entries(asset: &Asset, history: &[Label]) -> (Facts, Vec<(Selection, Option<Choice>)>) {
-    let choices = fed_by_any(history)
-        .into_iter()
-        .map(|s| {
-            let c = stored_choice(&s, history);
-            (s, c)
-        })
-        .collect();
-    (Facts::of(asset), choices)
+    (Facts::of(asset), stored_choices(fed_by_any(history), history))
 }
 
 /// The blocks one write changes, read once from the store and written back whole.
@@ -266,8 +275,7 @@ impl Pending {
     /// Records a new label, the last of `history`, of an existing asset.
     pub(crate) fn add_label(&mut self, store: &Store, asset: AssetId, history: &[Label]) -> Result<()> {
         let Some(new) = history.last() else { return Ok(()) };
-        for s in fed_by(new) {
-            let c = stored_choice(&s, history);
+        for (s, c) in stored_choices(fed_by(new), history) {
             self.set_choice(store, &s, asset, c)?;
         }
         Ok(())

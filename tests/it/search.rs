@@ -547,14 +547,19 @@ fn ranked_returns_up_to_limit_of_the_matches_even_those_that_match_only_a_non_te
 
 // ---- lifecycle: delete, restore, purge, new assets ----
 
+/// A database whose text index commits in the background every `interval`, with the
+/// empty project `DOCS`.
+fn committing_db(interval: Duration) -> Result<(tempfile::TempDir, Db), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let db = Db::builder().commit_interval(interval).open(dir.path().join("db"))?;
+    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    Ok((dir, db))
+}
+
 #[test]
 fn soft_delete_restore_purge_and_new_assets_show_in_text_results_once_committed() -> TestResult {
-    let dir = tempfile::tempdir()?;
     // No background commit during the test: only `flush` commits the text index.
-    let db = Db::builder()
-        .commit_interval(Duration::from_secs(3600))
-        .open(dir.path().join("db"))?;
-    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    let (dir, db) = committing_db(Duration::from_secs(3600))?;
     let texts = ["apple pie", "apple tart", "pear tart", "apple crumble"];
     let news = texts
         .iter()
@@ -622,11 +627,7 @@ fn a_text_filter_does_not_reach_a_soft_deleted_asset_once_committed_even_when_th
 
 #[test]
 fn a_new_text_asset_becomes_searchable_by_the_background_commit_without_a_flush() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let db = Db::builder()
-        .commit_interval(Duration::from_millis(50))
-        .open(dir.path().join("db"))?;
-    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    let (_dir, db) = committing_db(Duration::from_millis(50))?;
     let id = db.add_asset("admin", DOCS, NewAsset::text("d0", "background commit"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while q(&db, DOCS, "background").is_empty() {
@@ -642,11 +643,7 @@ fn after_flush_a_search_sees_every_write_even_while_the_background_committer_rac
     // With a 1 ms interval the committer thread commits between almost every write and
     // flush; a flush that finds nothing new to commit must still see the committer's
     // commit reloaded (it once returned between the committer's commit and reload).
-    let dir = tempfile::tempdir()?;
-    let db = Db::builder()
-        .commit_interval(Duration::from_millis(1))
-        .open(dir.path().join("db"))?;
-    db.create_project("admin", DOCS, schema(SPAM_SCHEMA))?;
+    let (_dir, db) = committing_db(Duration::from_millis(1))?;
     for i in 0..100 {
         let id = db.add_asset("admin", DOCS, NewAsset::text(format!("d{i}"), format!("word{i} tail")))?;
         db.flush()?;
