@@ -19,10 +19,12 @@ use crate::asset::{
 };
 use crate::error::{Error, Result};
 use crate::event::{Action, Event, Seq};
+use crate::external::ExternalIds;
 use crate::index::text::{TextIndex, TextOp};
 use crate::index::{self, Delta, Indexes};
 use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
 use crate::project::{check_name, Project, ProjectId, Schema, Settings};
+use crate::run;
 use crate::snapshot::{column, Selection};
 use crate::store::{codec, keys, Batch, Counters, Store, FORMAT_VERSION};
 
@@ -80,11 +82,8 @@ impl DbBuilder {
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
         let (store, format) = Store::open(&path, self.cache_bytes)?;
-        if format < 2 {
-            // Format 1 had no selection columns: derive them, then record the new format
-            // in the last batch (an interrupted upgrade runs again on the next open).
-            column::rebuild(&store, |b| b.put(keys::meta(keys::meta::FORMAT), &FORMAT_VERSION))?;
-            store.flush()?;
+        if format < FORMAT_VERSION {
+            upgrade(&store)?;
         }
         let counters = store.counters()?;
         let mut projects = Projects::default();
@@ -92,6 +91,7 @@ impl DbBuilder {
             let (_, p) = kv?;
             projects.insert(Arc::new(p));
         }
+        let external = ExternalIds::load(&store)?;
         let (index, mut info) = load_indexes(&store, counters.last_seq)?;
         let text = Arc::new(load_text(&store, &path, counters.last_seq, &mut info)?);
         let committer = spawn_committer(text.clone(), store.clone(), self.commit_interval);
@@ -102,6 +102,7 @@ impl DbBuilder {
                 durability: self.durability,
                 writer: Mutex::new(counters),
                 projects: RwLock::new(projects),
+                external: RwLock::new(external),
                 // After a rebuild or a replay the checkpoint is stale: the next flush rewrites it.
                 checkpointed: Mutex::new(if info.rebuilt.is_some() || info.replayed_events > 0 {
                     Seq::MAX
@@ -117,6 +118,26 @@ impl DbBuilder {
     }
 }
 
+/// Brings a database of an older format to [`FORMAT_VERSION`]. Format 1 had no
+/// selection columns and format 2's FACTS had no project; format 3 keeps external ids in
+/// memory instead of EXTERNAL records. The columns are derived again and the EXTERNAL
+/// records removed, with the new format version in the last batch (an interrupted
+/// upgrade runs again on the next open). The asset and label records stay: format 3
+/// reads them as they are.
+fn upgrade(store: &Store) -> Result<()> {
+    let mut external = Vec::new();
+    for k in store.scan_keys(&[keys::tag::EXTERNAL]) {
+        external.push(k?);
+    }
+    column::rebuild(store, |b| {
+        for k in external {
+            b.remove(k);
+        }
+        b.put(keys::meta(keys::meta::FORMAT), &FORMAT_VERSION);
+    })?;
+    store.flush()
+}
+
 /// A labeldb database. Cheap to clone; `Send + Sync`; readers never block on the writer.
 #[derive(Clone)]
 pub struct Db {
@@ -130,6 +151,8 @@ pub(crate) struct Inner {
     /// The writer lock. It guards the counters, which only a writer advances.
     pub(crate) writer: Mutex<Counters>,
     projects: RwLock<Projects>,
+    /// External id → asset id; written only by the holder of `writer`.
+    pub(crate) external: RwLock<ExternalIds>,
     /// The bitmap indexes; written only by the holder of `writer`.
     pub(crate) index: RwLock<Indexes>,
     /// The seq of the last index checkpoint written.
@@ -242,7 +265,7 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
 pub(crate) fn rebuild_text(store: &Store, text: &TextIndex, seq: Seq) -> Result<()> {
     text.clear()?;
     let mut ops = Vec::with_capacity(4096);
-    for (_, asset) in store.scan::<Asset>(&[keys::tag::ASSET]).filter_map(|kv| kv.ok()) {
+    for (asset, _) in assets_with_labels(store) {
         ops.extend(TextOp::for_asset(&asset));
         if ops.len() >= 4096 {
             text.apply(&ops, 0)?;
@@ -256,8 +279,10 @@ pub(crate) fn rebuild_text(store: &Store, text: &TextIndex, seq: Seq) -> Result<
 #[doc(hidden)]
 #[derive(Clone, Debug)]
 pub enum RecordRef {
-    /// An asset record.
+    /// An asset record (written when the asset changes after it was added).
     Asset(AssetId),
+    /// The run record whose first asset is this one (see `run`).
+    Run(AssetId),
     /// A label record.
     Label(LabelId),
     /// An event record.
@@ -283,6 +308,7 @@ impl RecordRef {
     fn key(self) -> Vec<u8> {
         match self {
             RecordRef::Asset(id) => keys::asset(id),
+            RecordRef::Run(id) => keys::run(id),
             RecordRef::Label(id) => keys::label(id),
             RecordRef::Event(seq) => keys::event(seq),
             RecordRef::Project(id) => keys::project(id),
@@ -305,44 +331,6 @@ pub struct IndexInfo {
     pub rebuilt: Option<String>,
     /// Why the text index was rebuilt from primary data, if it was.
     pub text_rebuilt: Option<String>,
-}
-
-/// The external ids of `assets` that the project already has. When few stored ids lie
-/// between the smallest and the largest of them (a fresh import, a re-run of one), one
-/// range scan merged with the sorted ids answers; otherwise one point read each.
-fn existing_external_ids(store: &Store, project: ProjectId, assets: &[NewAsset]) -> Result<BTreeSet<String>> {
-    let mut ids: Vec<&str> = assets.iter().map(|a| a.external_id.as_str()).collect();
-    ids.sort_unstable();
-    let mut out = BTreeSet::new();
-    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
-        return Ok(out);
-    };
-    let prefix = keys::external_prefix(project).len();
-    let mut end = keys::external(project, last);
-    end.push(0); // just past `last`
-    let budget = 2 * ids.len() + 64;
-    let mut stored = Vec::new();
-    for raw in store.range_undecoded(&keys::external(project, first), &end) {
-        if stored.len() == budget {
-            // Too many other ids in between: point reads cost less than the scan.
-            for id in ids {
-                if store.contains(&keys::external(project, id))? {
-                    out.insert(id.to_string());
-                }
-            }
-            return Ok(out);
-        }
-        stored.push(raw?);
-    }
-    let mut wanted = ids.into_iter().peekable();
-    for raw in &stored {
-        let key = &raw.key()[prefix..];
-        while wanted.next_if(|id| id.as_bytes() < key).is_some() {}
-        if let Some(id) = wanted.next_if(|id| id.as_bytes() == key) {
-            out.insert(id.to_string());
-        }
-    }
-    Ok(out)
 }
 
 /// Loads the index checkpoint and replays the log after it, or rebuilds.
@@ -400,26 +388,41 @@ fn touched_since(store: &Store, seq: Seq) -> Result<Option<(croaring::Bitmap, u6
     Ok(Some((touched, events)))
 }
 
-/// Every asset with its labels, in id order: one merged pass over the ASSET and LABEL
-/// records (both ordered by asset id). Records that fail to decode are left out
-/// (`verify` names them), so that a damaged record never stops a rebuild.
+/// Every asset with its labels, in id order: one merged pass over the runs, the ASSET
+/// records and the LABEL records (all ordered by asset id; see [`run`] for how they
+/// combine). Records that fail to decode are left out (`verify` names them), so that a
+/// damaged record never stops a rebuild.
 pub(crate) fn assets_with_labels(store: &Store) -> impl Iterator<Item = (Asset, Vec<Label>)> + '_ {
+    let mut runs = run::scan(store).peekable();
+    let mut records = store
+        .scan::<Asset>(&[keys::tag::ASSET])
+        .filter_map(|kv| kv.ok().map(|(_, a)| a))
+        .peekable();
     let mut labels = store
         .scan::<Label>(&[keys::tag::LABEL])
-        .filter_map(|kv| kv.ok())
+        .filter_map(|kv| kv.ok().map(|(_, l)| l))
         .peekable();
-    store
-        .scan::<Asset>(&[keys::tag::ASSET])
-        .filter_map(|kv| kv.ok())
-        .map(move |(_, asset)| {
-            let mut history = Vec::new();
-            while let Some((_, l)) = labels.next_if(|(_, l)| l.asset() <= asset.id) {
-                if l.asset() == asset.id {
-                    history.push(l);
-                }
+    std::iter::from_fn(move || {
+        let next_run = runs.peek().map(|r| r.0);
+        let next_record = records.peek().map(|a| a.id);
+        let id = match (next_run, next_record) {
+            (Some(r), Some(a)) => r.min(a),
+            (r, a) => r.or(a)?,
+        };
+        let from_run = runs.next_if(|r| r.0 == id);
+        let record = records.next_if(|a| a.id == id);
+        let (asset, mut history) = match (record, from_run) {
+            (Some(a), run) => (a, run.map(|r| r.2).unwrap_or_default()),
+            (None, Some((_, a, h))) => (a, h),
+            (None, None) => unreachable!("the id came from one of the two"),
+        };
+        while let Some(l) = labels.next_if(|l| l.asset() <= id) {
+            if l.asset() == id {
+                history.push(l);
             }
-            (asset, history)
-        })
+        }
+        Some((asset, history))
+    })
 }
 
 /// Derives every asset's entry from primary data.
@@ -437,16 +440,34 @@ pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
 /// An asset and its history for re-deriving its index entries; `None` if it is gone or
 /// damaged (a damaged record is reported by `verify`, not by opening).
 fn read_for_index(store: &Store, id: AssetId) -> Option<(Asset, Vec<Label>)> {
-    let asset = store.get::<Asset>(&keys::asset(id)).ok().flatten()?;
+    let asset = load_asset(store, id).ok().flatten()?;
     let history = read_history(store, id).ok()?;
     Some((asset, history))
 }
 
+/// An asset: its ASSET record if it changed since it was added, else its run entry.
+pub(crate) fn load_asset(store: &Store, id: AssetId) -> Result<Option<Asset>> {
+    match store.get(&keys::asset(id))? {
+        Some(a) => Ok(Some(a)),
+        None => run::asset(store, id),
+    }
+}
+
+/// An asset's labels in revision order: those it was added with, then its LABEL records.
 pub(crate) fn read_history(store: &Store, asset: AssetId) -> Result<Vec<Label>> {
-    store
-        .scan::<Label>(&keys::labels_of(asset))
-        .map(|kv| kv.map(|(_, l)| l))
-        .collect()
+    let mut history = run::labels(store, asset)?;
+    for kv in store.scan::<Label>(&keys::labels_of(asset)) {
+        history.push(kv?.1);
+    }
+    Ok(history)
+}
+
+/// One label: its LABEL record, or its entry in its asset's run.
+pub(crate) fn load_label(store: &Store, id: LabelId) -> Result<Option<Label>> {
+    match store.get(&keys::label(id))? {
+        Some(l) => Ok(Some(l)),
+        None => Ok(run::labels(store, id.asset())?.into_iter().nth(id.revision() as usize)),
+    }
 }
 
 #[derive(Default)]
@@ -489,6 +510,8 @@ pub(crate) struct Txn<'a> {
     deltas: Vec<Delta>,
     text_ops: Vec<TextOp>,
     columns: column::Pending,
+    /// External ids this write adds (`Some`) or removes (`None`).
+    external: Vec<(ProjectId, String, Option<AssetId>)>,
 }
 
 impl<'a> Txn<'a> {
@@ -511,6 +534,15 @@ impl<'a> Txn<'a> {
     /// Removes an asset, whose labels are `history`, from the indexes and the selection
     /// columns when this write lands.
     pub(crate) fn forget(&mut self, asset: &Asset, history: &[Label]) -> Result<()> {
+        for l in history {
+            self.batch.remove(keys::label(l.id));
+            if let Some(k) = keys::source_label(&l.source, l.id) {
+                self.batch.remove(k);
+            }
+        }
+        self.batch.remove(keys::asset(asset.id));
+        run::remove(self.store, &mut self.batch, asset.id)?;
+        self.external.push((asset.project, asset.external_id.clone(), None));
         self.columns.remove_asset(self.store, asset.id, history)?;
         self.text_ops.push(TextOp::Delete(asset.id));
         self.deltas.push(Delta {
@@ -548,7 +580,7 @@ impl<'a> Txn<'a> {
     }
 
     fn asset(&self, id: AssetId) -> Result<Asset> {
-        self.store.get(&keys::asset(id))?.ok_or(Error::UnknownAsset(id))
+        load_asset(self.store, id)?.ok_or(Error::UnknownAsset(id))
     }
 }
 
@@ -580,14 +612,22 @@ impl Db {
         self.inner.store.put_raw(&record.key(), bytes)
     }
 
-    /// Test hook: makes the database look as format 1 wrote it (no selection columns),
-    /// for the upgrade on the next open. Not part of the stable API.
+    /// Test hook: makes the database look as format 1 wrote it (an ASSET, an EXTERNAL
+    /// and LABEL records per asset; no runs, no selection columns), for the upgrade on
+    /// the next open. Not part of the stable API.
     #[doc(hidden)]
     pub fn downgrade_to_format_1(&self) -> Result<()> {
         let _writer = self.inner.writer.lock();
         let store = &self.inner.store;
         let mut b = Batch::default();
-        for t in [keys::tag::FACTS, keys::tag::CHOICES] {
+        for (asset, history) in assets_with_labels(store) {
+            b.put(keys::external(asset.project, &asset.external_id), &asset.id);
+            b.put(keys::asset(asset.id), &asset);
+            for l in &history {
+                b.put(keys::label(l.id), l);
+            }
+        }
+        for t in [keys::tag::FACTS, keys::tag::CHOICES, keys::tag::RUN] {
             for k in store.scan_keys(&[t]) {
                 b.remove(k?);
             }
@@ -636,6 +676,7 @@ impl Db {
             deltas: Vec::new(),
             text_ops: Vec::new(),
             columns: column::Pending::default(),
+            external: Vec::new(),
         };
         let out = f(&mut txn)?;
         if txn.counters.last_seq == guard.last_seq {
@@ -648,11 +689,21 @@ impl Db {
             deltas,
             text_ops,
             columns,
+            external,
             ..
         } = txn;
         columns.write(&mut batch);
         batch.put(keys::meta(keys::meta::COUNTERS), &counters);
         self.inner.store.apply(batch)?;
+        if !external.is_empty() {
+            let mut map = self.inner.external.write();
+            for (project, external_id, id) in external {
+                match id {
+                    Some(id) => map.insert(project, &external_id, id),
+                    None => map.remove(project, &external_id),
+                }
+            }
+        }
         {
             let mut index = self.inner.index.write();
             for d in &deltas {
@@ -773,13 +824,15 @@ impl Db {
     pub(crate) fn insert_assets(&self, actor: &str, project: &Project, assets: Vec<NewAsset>) -> Result<AddReport> {
         self.write(|txn| {
             let mut report = AddReport::default();
-            let existing = existing_external_ids(txn.store, project.id, &assets)?;
             let mut fresh = Vec::with_capacity(assets.len());
-            for a in assets {
-                if existing.contains(a.external_id.as_str()) {
-                    report.duplicates.push(a.external_id);
-                } else {
-                    fresh.push(a);
+            {
+                let existing = self.inner.external.read();
+                for a in assets {
+                    if existing.get(project.id, &a.external_id).is_some() {
+                        report.duplicates.push(a.external_id);
+                    } else {
+                        fresh.push(a);
+                    }
                 }
             }
             if fresh.is_empty() {
@@ -804,6 +857,7 @@ impl Db {
                 },
             );
             report.labels = labels;
+            let mut entries = Vec::with_capacity(fresh.len());
             for (i, a) in fresh.into_iter().enumerate() {
                 let id = AssetId(first + i as u32);
                 let mut latest: HashMap<&Source, LabelId> = HashMap::new();
@@ -826,7 +880,9 @@ impl Db {
                         created_at: txn.now,
                         seconds: l.seconds,
                     };
-                    txn.put_label(&label);
+                    if let Some(k) = keys::source_label(&label.source, label.id) {
+                        txn.batch.mark(k);
+                    }
                     stored.push(label);
                 }
                 let status = a
@@ -849,8 +905,7 @@ impl Db {
                     created_at: txn.now,
                     created_seq: seq,
                 };
-                txn.batch.put(keys::external(project.id, &asset.external_id), &id);
-                txn.batch.put(keys::asset(id), &asset);
+                txn.external.push((project.id, asset.external_id.clone(), Some(id)));
                 txn.columns.add_asset(txn.store, &asset, &stored)?;
                 txn.deltas.push(Delta {
                     project: project.id,
@@ -860,24 +915,27 @@ impl Db {
                 });
                 // A new asset has no document to delete first.
                 txn.text_ops.extend(TextOp::for_asset(&asset));
+                entries.push(run::Entry::new(&asset, &stored));
                 report.added.push(id);
             }
+            run::put(&mut txn.batch, AssetId(first), entries);
             Ok(report)
         })
     }
 
     /// The asset with this id.
     pub fn asset(&self, id: AssetId) -> Result<Asset> {
-        self.inner.store.get(&keys::asset(id))?.ok_or(Error::UnknownAsset(id))
+        load_asset(&self.inner.store, id)?.ok_or(Error::UnknownAsset(id))
     }
 
     /// The asset with this external id in the project.
     pub fn asset_by_external_id(&self, project: &str, external_id: &str) -> Result<Asset> {
         let p = self.project(project)?;
-        let id: AssetId = self
+        let id = self
             .inner
-            .store
-            .get(&keys::external(p.id, external_id))?
+            .external
+            .read()
+            .get(p.id, external_id)
             .ok_or_else(|| Error::UnknownExternalId {
                 project: project.to_string(),
                 external_id: external_id.to_string(),
@@ -888,14 +946,7 @@ impl Db {
     /// Ids of every asset of the project (including soft-deleted ones), ascending.
     pub fn asset_ids(&self, project: &str) -> Result<Vec<AssetId>> {
         let p = self.project(project)?;
-        let mut ids = self
-            .inner
-            .store
-            .scan::<AssetId>(&keys::external_prefix(p.id))
-            .map(|kv| kv.map(|(_, id)| id))
-            .collect::<Result<Vec<_>>>()?;
-        ids.sort_unstable();
-        Ok(ids)
+        Ok(self.inner.external.read().ids(p.id))
     }
 
     /// Changes an asset's state through `f`, which returns the event to record.
@@ -1106,7 +1157,7 @@ impl Db {
 
     /// The label revision with this id.
     pub fn label(&self, id: LabelId) -> Result<Label> {
-        self.inner.store.get(&keys::label(id))?.ok_or(Error::UnknownLabel(id))
+        load_label(&self.inner.store, id)?.ok_or(Error::UnknownLabel(id))
     }
 
     /// Every label revision of an asset, oldest first.

@@ -30,6 +30,7 @@ mod db;
 pub mod demo;
 mod error;
 mod event;
+mod external;
 #[doc(hidden)]
 pub mod fuzzing;
 mod import;
@@ -38,6 +39,7 @@ pub mod json;
 mod label;
 mod project;
 pub mod query;
+mod run;
 pub mod snapshot;
 mod stats;
 mod store;

@@ -3,11 +3,13 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::asset::{Asset, AssetId};
-use crate::db::{rebuild_indexes, Db};
-use crate::error::{Error, Result};
+use crate::db::{assets_with_labels, rebuild_indexes, Db};
+use crate::error::Result;
 use crate::event::Event;
+use crate::external::ExternalIds;
 use crate::label::{Label, LabelId};
 use crate::project::{Project, ProjectId};
+use crate::run::{self, Run};
 use crate::snapshot::{column, SnapshotInfo};
 use crate::store::{codec, keys, keys::tag, Counters, FORMAT_VERSION};
 
@@ -68,9 +70,12 @@ impl Db {
         };
         let mut projects: HashMap<ProjectId, Project> = HashMap::new();
         let mut project_names: Vec<(Vec<u8>, ProjectId)> = Vec::new();
-        let mut assets: HashMap<AssetId, (ProjectId, u32)> = HashMap::new();
-        let mut externals: Vec<(Vec<u8>, AssetId)> = Vec::new();
-        let mut revisions: HashMap<AssetId, u32> = HashMap::new();
+        let mut assets: HashSet<AssetId> = HashSet::new();
+        let mut external_ids: HashSet<(ProjectId, String)> = HashSet::new();
+        // Assets changed since they were added: what their run entry must agree with.
+        let mut changed: HashMap<AssetId, Asset> = HashMap::new();
+        let mut labelled: HashSet<AssetId> = HashSet::new();
+        let mut stored_columns: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut source_index: HashSet<Vec<u8>> = HashSet::new();
         let mut labels_with_source: Vec<(Vec<u8>, LabelId)> = Vec::new();
         let mut event_refs: Vec<(Vec<u8>, u64)> = Vec::new();
@@ -113,18 +118,10 @@ impl Db {
                 }
                 tag::ASSET => {
                     if let Some(a) = c.decode::<Asset>(&k, &v) {
-                        if let Some(history) = self.check_asset(&mut c, &k, &a) {
-                            columns.asset(&a, &history);
+                        if k != keys::asset(a.id) {
+                            c.problem(format!("{} holds asset {}", keys::describe(&k), a.id));
                         }
-                        if crate::index::text::TextOp::for_asset(&a).is_some() {
-                            live_text.add(a.id.0);
-                        }
-                        assets.insert(a.id, (a.project, a.revisions));
-                    }
-                }
-                tag::EXTERNAL => {
-                    if let Some(id) = c.decode::<AssetId>(&k, &v) {
-                        externals.push((k, id));
+                        changed.insert(a.id, a);
                     }
                 }
                 tag::LABEL => {
@@ -132,10 +129,15 @@ impl Db {
                         if k != keys::label(l.id) {
                             c.problem(format!("{} holds label {}", keys::describe(&k), l.id));
                         }
-                        *revisions.entry(l.asset()).or_default() += 1;
+                        labelled.insert(l.asset());
                         if let Some(sk) = keys::source_label(&l.source, l.id) {
                             labels_with_source.push((sk, l.id));
                         }
+                    }
+                }
+                tag::RUN => {
+                    if let Some(run) = c.decode::<Run>(&k, &v) {
+                        check_run(&mut c, &k, &run, &changed, &mut labels_with_source);
                     }
                 }
                 tag::EVENT => {
@@ -184,14 +186,41 @@ impl Db {
                     if ordered == Some(false) {
                         c.problem(format!("{}: slots out of order", keys::describe(&k)));
                     }
-                    if let Some(p) = columns.stored(&k, &v) {
-                        c.problem(p);
-                    }
+                    stored_columns.push((k, v));
                 }
                 _ => c.problem(format!("unknown key {}", keys::describe(&k))),
             }
         }
 
+        // Every asset with its history, as the engine reads them (runs, then ASSET and
+        // LABEL records); records that did not decode were named above.
+        for (a, history) in assets_with_labels(store) {
+            self.check_asset(&mut c, &a, &history);
+            columns.asset(&a, &history);
+            if crate::index::text::TextOp::for_asset(&a).is_some() {
+                live_text.add(a.id.0);
+            }
+            if !projects.contains_key(&a.project) {
+                c.problem(format!("asset {} belongs to missing {}", a.id, a.project));
+            }
+            if !external_ids.insert((a.project, a.external_id.clone())) {
+                c.problem(format!(
+                    "asset {}: external id {:?} is not unique in {}",
+                    a.id, a.external_id, a.project
+                ));
+            }
+            assets.insert(a.id);
+        }
+        for id in &labelled {
+            if !assets.contains(id) {
+                c.problem(format!("labels belong to missing asset {id}"));
+            }
+        }
+        for (k, v) in stored_columns {
+            if let Some(p) = columns.stored(&k, &v) {
+                c.problem(p);
+            }
+        }
         for p in columns.missing() {
             c.problem(p);
         }
@@ -207,33 +236,6 @@ impl Db {
                     "{} points to {id}, which does not have that name",
                     keys::describe(&k)
                 )),
-            }
-        }
-        for (k, id) in &externals {
-            match assets.get(id) {
-                Some((project, _)) if k.starts_with(&keys::external_prefix(*project)) => {}
-                _ => c.problem(format!("{} points to {id}, which is not that asset", keys::describe(k))),
-            }
-        }
-        if externals.len() != assets.len() {
-            c.problem(format!(
-                "{} assets but {} external-id entries",
-                assets.len(),
-                externals.len()
-            ));
-        }
-        for (id, (project, revs)) in &assets {
-            if !projects.contains_key(project) {
-                c.problem(format!("asset {id} belongs to missing {project}"));
-            }
-            let found = revisions.get(id).copied().unwrap_or(0);
-            if found != *revs {
-                c.problem(format!("asset {id} records {revs} revisions but has {found} labels"));
-            }
-        }
-        for (id, n) in &revisions {
-            if !assets.contains_key(id) {
-                c.problem(format!("{n} labels belong to missing asset {id}"));
             }
         }
         for (sk, id) in &labels_with_source {
@@ -265,7 +267,7 @@ impl Db {
                     counters.last_seq
                 ));
             }
-            if let Some(max) = assets.keys().max() {
+            if let Some(max) = assets.iter().max() {
                 if counters.next_asset <= max.0 {
                     c.problem(format!(
                         "counter next_asset {} is not past asset {max}",
@@ -299,6 +301,9 @@ impl Db {
         for p in self.index_differences()? {
             c.problem(p);
         }
+        if let Some(p) = self.external_difference()? {
+            c.problem(p);
+        }
         for p in self.text_differences(&live_text)? {
             c.problem(p);
         }
@@ -315,6 +320,22 @@ impl Db {
         let index = self.inner.index.read();
         let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
         Ok(index.differences(&rebuilt))
+    }
+
+    /// Whether the in-memory external-id map differs from one built from the FACTS
+    /// blocks (which the column check above compares with the records). Holds the
+    /// writer lock so that no write lands between the two.
+    fn external_difference(&self) -> Result<Option<String>> {
+        let _writer = self.inner.writer.lock();
+        let loaded = ExternalIds::load(&self.inner.store)?;
+        let map = self.inner.external.read();
+        Ok((*map != loaded).then(|| {
+            format!(
+                "the external-id map ({} ids) differs from the stored FACTS blocks ({} ids)",
+                map.len(),
+                loaded.len()
+            )
+        }))
     }
 
     /// Differences between the text index (after a commit) and the live text assets.
@@ -355,28 +376,24 @@ impl Db {
         Ok(fixed)
     }
 
-    /// Checks one asset and its labels against its project's schema; returns the labels
-    /// when they could be read.
-    fn check_asset(&self, c: &mut Checker, k: &[u8], a: &Asset) -> Option<Vec<Label>> {
-        if k != keys::asset(a.id) {
-            c.problem(format!("{} holds asset {}", keys::describe(k), a.id));
-        }
+    /// Checks one asset and its labels against its project's schema.
+    fn check_asset(&self, c: &mut Checker, a: &Asset, history: &[Label]) {
         if a.content.digest() != a.digest {
             c.problem(format!(
                 "asset {} ({:?}): content does not match its digest",
                 a.id, a.external_id
             ));
         }
-        let history = match self.history(a.id) {
-            Ok(h) => h,
-            Err(Error::Corruption { .. }) => return None, // reported when the raw scan reaches it
-            Err(e) => {
-                c.problem(format!("asset {}: {e}", a.id));
-                return None;
-            }
-        };
+        if a.revisions as usize != history.len() {
+            c.problem(format!(
+                "asset {} records {} revisions but has {} labels",
+                a.id,
+                a.revisions,
+                history.len()
+            ));
+        }
         let Ok(project) = self.project_by_id(a.project) else {
-            return Some(history);
+            return;
         };
         for (rev, l) in history.iter().enumerate() {
             if l.id.revision() as usize != rev {
@@ -411,6 +428,60 @@ impl Db {
                 }
             }
         }
-        Some(history)
+    }
+}
+
+/// Checks a run record: within one block, not empty, every entry decodes, holds the
+/// asset of its position and revisions from 0, and agrees with the asset's ASSET
+/// record (`changed`, read before the runs in key order) on what never changes. Adds
+/// its labels' source-index keys to `labels_with_source`.
+fn check_run(
+    c: &mut Checker,
+    k: &[u8],
+    run: &Run,
+    changed: &HashMap<AssetId, Asset>,
+    labels_with_source: &mut Vec<(Vec<u8>, LabelId)>,
+) {
+    let name = keys::describe(k);
+    let Some(first) = run::first_of(k) else {
+        c.problem(format!("{name}: short key"));
+        return;
+    };
+    let len = run.entries.len() as u64;
+    if len == 0 || u64::from(first & (run::BLOCK - 1)) + len > u64::from(run::BLOCK) {
+        c.problem(format!("{name}: {len} entries do not fit its block"));
+    }
+    for (entry, id) in run.entries.iter().zip(first..) {
+        let Some(e) = entry else { continue };
+        let e = e.as_ref();
+        let decoded = e.asset(k).and_then(|a| Ok((a, e.labels(k)?)));
+        let (a, labels) = match decoded {
+            Ok(d) => d,
+            Err(err) => {
+                c.problem(err.to_string());
+                continue;
+            }
+        };
+        if a.id.0 != id {
+            c.problem(format!("{name}: entry of asset {id} holds asset {}", a.id));
+        }
+        if let Some(now) = changed.get(&a.id) {
+            if (now.project, &now.external_id, &now.content, now.digest, now.created_seq)
+                != (a.project, &a.external_id, &a.content, a.digest, a.created_seq)
+            {
+                c.problem(format!(
+                    "asset {}: its record and its run entry differ in what never changes",
+                    a.id
+                ));
+            }
+        }
+        for (rev, l) in labels.iter().enumerate() {
+            if l.id != LabelId::new(a.id, rev as u32) {
+                c.problem(format!("{name}: asset {}'s label at {rev} is {}", a.id, l.id));
+            }
+            if let Some(sk) = keys::source_label(&l.source, l.id) {
+                labels_with_source.push((sk, l.id));
+            }
+        }
     }
 }

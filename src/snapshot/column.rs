@@ -2,8 +2,9 @@
 //! that a snapshot of a million assets reads a few thousand packed records instead of a
 //! million asset records and their labels.
 //!
-//! A FACTS block holds, for up to [`BLOCK`] consecutive asset ids, each asset's external
-//! id, content digest and split hash (fixed when the asset is added). A CHOICES block of
+//! A FACTS block holds, for up to [`BLOCK`] consecutive asset ids, each asset's project,
+//! external id, content digest and split hash (fixed when the asset is added); opening
+//! also builds the external-id map from them. A CHOICES block of
 //! a selection holds, for the same ids, the revision that selection chooses now, with
 //! its canonical answers. Every write that adds an asset or a label rewrites the blocks
 //! it changes in its own batch, so the columns land with the records they derive from or
@@ -21,6 +22,7 @@ use crate::asset::{Asset, AssetId, Digest};
 use crate::db::assets_with_labels;
 use crate::error::Result;
 use crate::label::{Label, LabelKind, Source};
+use crate::project::ProjectId;
 use crate::store::{codec, keys, Batch, Store};
 
 /// Asset ids per block: `id >> BLOCK_SHIFT` is the block, the low bits the slot.
@@ -74,6 +76,7 @@ pub(crate) fn asset_at(block: u32, slot: u8) -> AssetId {
 /// stored block instead of allocating.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Facts<S = String> {
+    pub project: ProjectId,
     pub external_id: S,
     #[serde(with = "digest_bytes")]
     pub content: Digest,
@@ -114,6 +117,7 @@ mod digest_bytes {
 impl Facts {
     pub(crate) fn of(asset: &Asset) -> Facts {
         Facts {
+            project: asset.project,
             external_id: asset.external_id.clone(),
             content: asset.digest,
             split_hash: split_hash(&asset.external_id),
@@ -443,6 +447,7 @@ mod tests {
 
     fn facts(ext: &str) -> Facts {
         Facts {
+            project: ProjectId(1),
             external_id: ext.into(),
             content: Digest([7; 32]),
             split_hash: 0x8000_0000_0000_0001,
@@ -506,6 +511,7 @@ mod tests {
     fn a_digest_of_another_length_is_corruption_not_a_panic() {
         #[derive(Serialize)]
         struct Bad {
+            project: u32,
             external_id: String,
             content: Vec<u8>,
             split_hash: u64,
@@ -513,6 +519,7 @@ mod tests {
         let block = (vec![(
             0u8,
             Bad {
+                project: 1,
                 external_id: "x".into(),
                 content: vec![1; 31],
                 split_hash: 0,

@@ -25,6 +25,7 @@ use crate::event::{Action, Seq};
 use crate::label::{Answer, Label, LabelId, LabelKind, Source, Verdict};
 use crate::project::{check_name, Project, ProjectId, Schema};
 use crate::query::{to_query_string, Filter};
+use crate::run;
 use crate::store::{codec, keys, Raw, Store};
 use column::Facts;
 
@@ -271,21 +272,25 @@ fn dense(first: u32, last: u32, n: usize) -> bool {
     u64::from(last - first) < 4 * n as u64
 }
 
-/// The key ranges `[start, end)` of the asset records and of the label records of the
-/// assets `first..=last`.
-fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 2] {
+/// The key ranges `[start, end)` of the runs, the asset records and the label records
+/// that hold the assets `first..=last`.
+fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 3] {
     let end = |k: Vec<u8>| if last == u32::MAX { vec![k[0] + 1] } else { k };
     let next = AssetId(last.wrapping_add(1));
     [
+        (keys::run(AssetId(first & !(run::BLOCK - 1))), end(keys::run(next))),
         (keys::asset(AssetId(first)), end(keys::asset(next))),
         (keys::labels_of(AssetId(first)), end(keys::labels_of(next))),
     ]
 }
 
-/// The stored records of one snapshot member (see [`Db::fetch`]): its asset, and label
-/// records of the asset that include the chosen one unless it is missing.
+/// The stored records of one snapshot member (see [`Db::fetch`]): its ASSET record if
+/// it has one, its run entry (with the run's key) if a run holds it, and LABEL records
+/// of the asset (all of them, or the chosen one; none when the run holds it).
+#[derive(Default)]
 pub(crate) struct Fetched {
-    pub asset: Raw,
+    pub asset: Option<Raw>,
+    pub entry: Option<(Vec<u8>, run::Entry)>,
     pub labels: Vec<Raw>,
 }
 
@@ -366,8 +371,8 @@ impl Db {
     /// The stored records of `members`, in their order, not yet decoded (`None`: not
     /// found, for the caller's point read to report). When their assets form a dense id
     /// range (as for a snapshot of most of a project, in any order), they are read with
-    /// two sequential scans, and every label record of each asset comes along; otherwise
-    /// with point reads of the asset and its chosen label.
+    /// three sequential scans (runs, ASSET records, LABEL records), and every label record
+    /// of each asset comes along; otherwise with point reads.
     pub(crate) fn fetch(&self, members: &[Member]) -> Result<Vec<Option<Fetched>>> {
         let store = &self.inner.store;
         let mut ids: Vec<u32> = members.iter().map(|m| m.asset).collect();
@@ -380,38 +385,49 @@ impl Db {
                 .iter()
                 .map(|m| {
                     let id = AssetId(m.asset);
-                    let label = store.get_undecoded(&keys::label(LabelId::new(id, m.revision)))?;
-                    Ok(store.get_undecoded(&keys::asset(id))?.map(|asset| Fetched {
-                        asset,
-                        labels: label.into_iter().collect(),
-                    }))
+                    let f = Fetched {
+                        asset: store.get_undecoded(&keys::asset(id))?,
+                        entry: run::entry(store, id)?,
+                        labels: store
+                            .get_undecoded(&keys::label(LabelId::new(id, m.revision)))?
+                            .into_iter()
+                            .collect(),
+                    };
+                    Ok((f.asset.is_some() || f.entry.is_some()).then_some(f))
                 })
                 .collect();
         }
-        let slot = |key: &[u8]| keys::asset_of(key).and_then(|id| ids.binary_search(&id.0).ok());
-        let [(asset_start, asset_end), (label_start, label_end)] = id_range(first, last);
-        let mut assets: Vec<Option<Raw>> = vec![None; ids.len()];
-        for raw in store.range_undecoded(&asset_start, &asset_end) {
+        let slot = |id: u32| ids.binary_search(&id).ok();
+        let slot_of_key = |key: &[u8]| keys::asset_of(key).and_then(|id| slot(id.0));
+        let [runs, assets, labels] = id_range(first, last);
+        let mut fetched: Vec<Fetched> = std::iter::repeat_with(Fetched::default).take(ids.len()).collect();
+        for raw in store.range_undecoded(&runs.0, &runs.1) {
             let raw = raw?;
-            if let Some(i) = slot(raw.key()) {
-                assets[i] = Some(raw);
+            let Some(start) = run::first_of(raw.key()) else { continue };
+            let run: run::Run<&[u8]> = raw.decode()?;
+            for (entry, id) in run.entries.iter().zip(start..) {
+                if let (Some(e), Some(i)) = (entry, slot(id)) {
+                    fetched[i].entry = Some((raw.key().to_vec(), e.to_owned()));
+                }
             }
         }
-        let mut labels: Vec<Vec<Raw>> = vec![Vec::new(); ids.len()];
-        for raw in store.range_undecoded(&label_start, &label_end) {
+        for raw in store.range_undecoded(&assets.0, &assets.1) {
             let raw = raw?;
-            if let Some(i) = slot(raw.key()) {
-                labels[i].push(raw);
+            if let Some(i) = slot_of_key(raw.key()) {
+                fetched[i].asset = Some(raw);
+            }
+        }
+        for raw in store.range_undecoded(&labels.0, &labels.1) {
+            let raw = raw?;
+            if let Some(i) = slot_of_key(raw.key()) {
+                fetched[i].labels.push(raw);
             }
         }
         Ok(members
             .iter()
             .map(|m| {
-                let i = ids.binary_search(&m.asset).ok()?;
-                Some(Fetched {
-                    asset: assets[i].take()?,
-                    labels: std::mem::take(&mut labels[i]),
-                })
+                let f = std::mem::take(&mut fetched[slot(m.asset)?]);
+                (f.asset.is_some() || f.entry.is_some()).then_some(f)
             })
             .collect())
     }
@@ -830,17 +846,9 @@ impl Db {
                 ));
             }
             let history = read_history(txn.store(), id)?;
-            for l in &history {
-                txn.batch().remove(keys::label(l.id));
-                if let Some(k) = keys::source_label(&l.source, l.id) {
-                    txn.batch().remove(k);
-                }
-            }
             for k in txn.store().scan_keys(&keys::asset_events(id)) {
                 txn.batch().remove(k?);
             }
-            txn.batch().remove(keys::external(asset.project, &asset.external_id));
-            txn.batch().remove(keys::asset(id));
             txn.event(
                 actor,
                 Action::AssetPurged {
@@ -873,6 +881,7 @@ mod tests {
             let facts: Vec<Facts<&str>> = ids
                 .iter()
                 .map(|id| Facts {
+                    project: crate::project::ProjectId(1),
                     external_id: id.as_str(),
                     content: Digest([0; 32]),
                     split_hash: 0,

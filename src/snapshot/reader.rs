@@ -114,16 +114,24 @@ impl Snapshot {
     fn record(&self, m: &Member, fetched: Option<Fetched>) -> Result<(Asset, Label)> {
         let id = AssetId(m.asset);
         let chosen = LabelId::new(id, m.revision);
-        let (asset, labels) = match fetched {
-            Some(f) => (f.asset.decode()?, f.labels),
-            None => (self.db.asset(id)?, Vec::new()),
+        let f = fetched.unwrap_or_default();
+        let entry = f.entry.as_ref().map(|(key, e)| (key.as_slice(), e.as_ref()));
+        let asset = match (&f.asset, &entry) {
+            (Some(raw), _) => raw.decode()?,
+            (None, Some((key, e))) => e.asset(key)?,
+            (None, None) => self.db.asset(id)?,
         };
         let label_of = |lid: LabelId| -> Result<Label> {
             let key = keys::label(lid);
-            match labels.iter().find(|r| r.key() == key.as_slice()) {
-                Some(raw) => raw.decode(),
-                None => self.db.label(lid),
+            if let Some(raw) = f.labels.iter().find(|r| r.key() == key.as_slice()) {
+                return raw.decode();
             }
+            if let Some((key, e)) = &entry {
+                if let Some(l) = e.labels(key)?.into_iter().nth(lid.revision() as usize) {
+                    return Ok(l);
+                }
+            }
+            self.db.label(lid)
         };
         let mut label = label_of(chosen)?;
         if let Some(reviewed) = label.derived_from {

@@ -71,6 +71,18 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Res
         .map_err(|e| corrupt(format!("undecodable record: {e}")))
 }
 
+/// Decodes a bare payload (as [`canonical`] writes it) found inside the record under
+/// `key`, whose crc the caller has checked.
+pub(crate) fn decode_payload<'a, T: Deserialize<'a>>(key: &[u8], payload: &'a [u8]) -> Result<T> {
+    options()
+        .with_limit(payload.len() as u64)
+        .deserialize(payload)
+        .map_err(|e| Error::Corruption {
+            key: keys::describe(key),
+            reason: format!("undecodable entry: {e}"),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ pub(crate) mod tag {
     pub const MODEL: u8 = 0x10;
     pub const FACTS: u8 = 0x11;
     pub const CHOICES: u8 = 0x12;
+    pub const RUN: u8 = 0x13;
 }
 
 /// Names of the META records.
@@ -56,12 +57,10 @@ pub(crate) fn asset(id: AssetId) -> Vec<u8> {
     with_tag(tag::ASSET, &id.0.to_be_bytes())
 }
 
-pub(crate) fn external_prefix(project: ProjectId) -> Vec<u8> {
-    with_tag(tag::EXTERNAL, &project.0.to_be_bytes())
-}
-
+/// An external id's record up to format 2 (format 3 keeps the map in memory, see
+/// `crate::external`); only the upgrade removes them, and a test hook writes them.
 pub(crate) fn external(project: ProjectId, external_id: &str) -> Vec<u8> {
-    let mut k = external_prefix(project);
+    let mut k = with_tag(tag::EXTERNAL, &project.0.to_be_bytes());
     k.extend_from_slice(external_id.as_bytes());
     k
 }
@@ -185,6 +184,11 @@ pub(crate) fn model(project: ProjectId, name: &str, version: &str) -> Vec<u8> {
 }
 
 /// The FACTS block of assets `block << BLOCK_SHIFT ..` (see `snapshot::column`).
+/// The run of assets starting at `first` (see `crate::run`).
+pub(crate) fn run(first: AssetId) -> Vec<u8> {
+    with_tag(tag::RUN, &first.0.to_be_bytes())
+}
+
 pub(crate) fn facts(block: u32) -> Vec<u8> {
     with_tag(tag::FACTS, &block.to_be_bytes())
 }
@@ -322,6 +326,7 @@ pub(crate) fn describe(key: &[u8]) -> String {
         ),
         tag::MODEL => format!("model/{}/{}", id32(), hex(rest.get(4..).unwrap_or(&[]))),
         tag::FACTS => format!("facts/{}", id32()),
+        tag::RUN => format!("run/{}", id32()),
         tag::CHOICES => match parse_choices(key) {
             Some((selection, block)) => format!("choices/{selection}/{block}"),
             None => format!("choices/{}", hex(rest)),
@@ -361,6 +366,7 @@ mod tests {
         assert_eq!(describe(&event(17)), "event/17");
         assert_eq!(describe(&[]), "<empty key>");
         assert_eq!(describe(&facts(7)), "facts/7");
+        assert_eq!(describe(&run(AssetId(64))), "run/64");
         let model = Selection::Model {
             name: "clf".into(),
             version: "2".into(),

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The on-disk format version this build writes and reads. 1: the first; 2: adds the
-/// selection columns (FACTS and CHOICES records). Opening a database of an older
-/// version upgrades it; a newer one is refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// selection columns (FACTS and CHOICES records); 3: assets added in runs (RUN records),
+/// external ids held in memory (no EXTERNAL records), FACTS with the project. Opening a
+/// database of an older version upgrades it; a newer one is refused.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Persistent counters, rewritten in every batch that advances them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,8 +176,19 @@ impl Store {
         Ok(self.db.get(key)?.map(|value| Raw { key: key.into(), value }))
     }
 
+    /// The stored records under a prefix, in key order, not yet decoded.
+    pub(crate) fn scan_undecoded(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Result<Raw>> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| kv.map(|(key, value)| Raw { key, value }).map_err(Error::from))
+    }
+
     /// The stored records in `[start, end)`, in key order, not yet decoded.
-    pub(crate) fn range_undecoded(&self, start: &[u8], end: &[u8]) -> impl Iterator<Item = Result<Raw>> {
+    pub(crate) fn range_undecoded(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<Raw>> {
         self.db
             .range(start.to_vec()..end.to_vec())
             .map(|kv| kv.map(|(key, value)| Raw { key, value }).map_err(Error::from))
