@@ -54,7 +54,10 @@ impl ExternalIds {
     }
 
     pub(crate) fn insert(&mut self, project: ProjectId, external_id: &str, id: AssetId) {
-        self.by_project.entry(project).or_default().insert(external_id.into(), id);
+        self.by_project
+            .entry(project)
+            .or_default()
+            .insert(external_id.into(), id);
     }
 
     pub(crate) fn remove(&mut self, project: ProjectId, external_id: &str) {

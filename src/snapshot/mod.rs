@@ -403,7 +403,9 @@ impl Db {
         let mut fetched: Vec<Fetched> = std::iter::repeat_with(Fetched::default).take(ids.len()).collect();
         for raw in store.range_undecoded(&runs.0, &runs.1) {
             let raw = raw?;
-            let Some(start) = run::first_of(raw.key()) else { continue };
+            let Some(start) = run::first_of(raw.key()) else {
+                continue;
+            };
             let run: run::Run<&[u8]> = raw.decode()?;
             for (entry, id) in run.entries.iter().zip(start..) {
                 if let (Some(e), Some(i)) = (entry, slot(id)) {

@@ -184,11 +184,7 @@ impl Store {
     }
 
     /// The stored records in `[start, end)`, in key order, not yet decoded.
-    pub(crate) fn range_undecoded(
-        &self,
-        start: &[u8],
-        end: &[u8],
-    ) -> impl DoubleEndedIterator<Item = Result<Raw>> {
+    pub(crate) fn range_undecoded(&self, start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = Result<Raw>> {
         self.db
             .range(start.to_vec()..end.to_vec())
             .map(|kv| kv.map(|(key, value)| Raw { key, value }).map_err(Error::from))
