@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::index::Image;
 use crate::label::Label;
 use crate::project::{Project, Schema};
+use crate::run::Run;
 use crate::snapshot::column::{Block, Choice, Facts};
 use crate::store::{codec, Counters};
 
@@ -46,6 +47,14 @@ pub fn decode_record(bytes: &[u8]) {
     one::<Counters>(bytes);
     one::<Block<Facts>>(bytes);
     one::<Block<Choice>>(bytes);
+    one::<Run>(bytes);
+    // A run as reads go: borrowed, then each entry's asset and labels.
+    if let Ok(run) = codec::decode::<Run<&[u8]>>(b"\x13fuzz", bytes) {
+        for e in run.entries.iter().flatten() {
+            let _ = e.asset(b"\x13fuzz");
+            let _ = e.labels(b"\x13fuzz");
+        }
+    }
     // As `create_snapshot` reads them: borrowing from the bytes.
     let _ = codec::decode::<Block<Facts<&str>>>(b"\x11fuzz", bytes);
     let _ = codec::decode::<Block<Choice<&[u8]>>>(b"\x12fuzz", bytes);

@@ -380,3 +380,114 @@ fn damaged_counters_or_a_newer_format_refuse_to_open() -> TestResult {
     }
     Ok(())
 }
+
+/// Assets of one write are stored in runs of at most 64 ids that never cross a block
+/// of 64 (docs/format.md, "Asset runs"); later changes go to per-asset records that
+/// take precedence. Everything reads back the same before and after a reopen, and a
+/// purge drops the asset's entry (the whole run once it is empty).
+#[test]
+fn assets_read_back_through_their_runs_and_later_changes_take_precedence() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let mut db = Db::open(&path)?;
+    db.create_project("admin", "mail", schema(SCHEMA))?;
+    let labelled = |i: u32| {
+        NewAsset::text(format!("m{i}"), format!("mail number {i}"))
+            .with_label(NewLabel::annotation("alice").answer("category", Answer::class("order")))
+    };
+    // Ids 0..10, then 10..140: runs 0 (10), 10 (54), 64 (64), 128 (12).
+    db.add_assets("admin", "mail", (0..10).map(labelled).collect())?;
+    db.add_assets("admin", "mail", (10..140).map(labelled).collect())?;
+    for first in [0, 10, 64, 128] {
+        assert!(db.raw_record(RecordRef::Run(AssetId(first)))?.is_some(), "run/{first}");
+    }
+    assert!(db.raw_record(RecordRef::Run(AssetId(11)))?.is_none());
+    assert!(
+        db.raw_record(RecordRef::Asset(AssetId(20)))?.is_none(),
+        "no asset record until it changes"
+    );
+
+    db.set_status("rita", AssetId(20), Status::Reviewed)?;
+    db.add_label(
+        AssetId(70),
+        NewLabel::annotation("bob").answer("category", Answer::class("complaint")),
+    )?;
+    db.purge_asset("admin", AssetId(5))?;
+    for id in 128..140 {
+        db.purge_asset("admin", AssetId(id))?;
+    }
+    assert!(db.raw_record(RecordRef::Asset(AssetId(20)))?.is_some());
+    assert!(
+        db.raw_record(RecordRef::Run(AssetId(128)))?.is_none(),
+        "an emptied run is removed"
+    );
+    // A purged external id can be added again, as a new asset.
+    let again = db.add_asset("admin", "mail", labelled(5))?;
+    assert_eq!(again, AssetId(140));
+
+    for round in ["written", "reopened"] {
+        assert_eq!(db.asset(AssetId(20))?.status, Status::Reviewed, "{round}");
+        assert_eq!(db.asset(AssetId(21))?.status, Status::Labeled, "{round}");
+        let history = db.history(AssetId(70))?;
+        assert_eq!(history.len(), 2, "{round}");
+        assert_eq!(history[1].source.to_string(), "bob", "{round}");
+        assert_eq!(db.asset(AssetId(70))?.revisions, 2, "{round}");
+        assert_eq!(db.label(LabelId::new(AssetId(70), 0))?.source.to_string(), "alice");
+        assert!(matches!(db.asset(AssetId(5)), Err(Error::UnknownAsset(_))), "{round}");
+        assert!(matches!(db.asset(AssetId(130)), Err(Error::UnknownAsset(_))), "{round}");
+        assert_eq!(db.asset_by_external_id("mail", "m5")?.id, AssetId(140), "{round}");
+        assert_eq!(db.asset_by_external_id("mail", "m63")?.id, AssetId(63), "{round}");
+        assert!(db.asset_by_external_id("mail", "m130").is_err(), "{round}");
+        let ids = db.asset_ids("mail")?;
+        let want: Vec<AssetId> = (0..128).filter(|&i| i != 5).chain([140]).map(AssetId).collect();
+        assert_eq!(ids, want, "{round}");
+        let report = db.add_assets("admin", "mail", vec![labelled(64), labelled(129)])?;
+        assert_eq!(report.duplicates, ["m64"], "{round}");
+        db.purge_asset("admin", report.added[0])?;
+        let report = db.verify()?;
+        assert!(report.is_clean(), "{round}: {:?}", report.problems);
+        if round == "written" {
+            drop(db);
+            db = crate::reopen(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A damaged run is Corruption naming it for every asset it holds, and only for them;
+/// opening still works (the external-id map comes from the FACTS blocks) and `verify`
+/// names the run.
+#[test]
+fn a_damaged_run_is_corruption_naming_the_run_for_its_assets_only() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let mut db = Db::open(&path)?;
+    db.create_project("admin", "mail", schema(SCHEMA))?;
+    let assets = (0..70)
+        .map(|i| {
+            NewAsset::text(format!("m{i}"), format!("mail {i}"))
+                .with_label(NewLabel::annotation("alice").answer("category", Answer::class("order")))
+        })
+        .collect();
+    db.add_assets("admin", "mail", assets)?;
+    damage(&db, RecordRef::Run(AssetId(64)))?;
+    for round in ["damaged", "damaged and reopened"] {
+        expect_corruption(db.asset(AssetId(65)).map(drop), "run/64", round);
+        expect_corruption(db.history(AssetId(69)).map(drop), "run/64", round);
+        expect_corruption(db.asset_by_external_id("mail", "m66").map(drop), "run/64", round);
+        expect_corruption(db.set_status("rita", AssetId(64), Status::Reviewed), "run/64", round);
+        assert_eq!(db.asset(AssetId(63))?.external_id, "m63", "{round}");
+        assert_eq!(db.history(AssetId(0))?.len(), 1, "{round}");
+        let report = db.verify()?;
+        assert!(
+            report.problems.iter().any(|p| p.contains("run/64")),
+            "{round}: verify does not name run/64: {:?}",
+            report.problems
+        );
+        if round == "damaged" {
+            drop(db);
+            db = crate::reopen(&path)?;
+        }
+    }
+    Ok(())
+}
