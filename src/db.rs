@@ -250,7 +250,7 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
                     ops.extend(TextOp::for_asset(&asset));
                 }
             }
-            text.apply(&ops, last_seq)?;
+            text.apply(ops, last_seq)?;
         }
         Err(why) => {
             info.text_rebuilt = Some(why.to_string());
@@ -268,11 +268,10 @@ pub(crate) fn rebuild_text(store: &Store, text: &TextIndex, seq: Seq) -> Result<
     for (asset, _) in assets_with_labels(store) {
         ops.extend(TextOp::for_asset(&asset));
         if ops.len() >= 4096 {
-            text.apply(&ops, 0)?;
-            ops.clear();
+            text.apply(std::mem::take(&mut ops), 0)?;
         }
     }
-    text.apply(&ops, seq)
+    text.apply(ops, seq)
 }
 
 /// A stored record, for the test hooks [`Db::damage_record`] and [`Db::raw_record`].
@@ -713,7 +712,7 @@ impl Db {
         }
         // The text writer only fails when its thread died; the primary write has landed,
         // so the error is reported rather than returned, and `verify` will catch the gap.
-        if let Err(e) = self.inner.text.apply(&text_ops, counters.last_seq) {
+        if let Err(e) = self.inner.text.apply(text_ops, counters.last_seq) {
             self.inner.text.mark_broken(e.to_string());
         }
         *guard = counters;
@@ -860,34 +859,41 @@ impl Db {
             let mut entries = Vec::with_capacity(fresh.len());
             for (i, a) in fresh.into_iter().enumerate() {
                 let id = AssetId(first + i as u32);
-                let mut latest: HashMap<&Source, LabelId> = HashMap::new();
-                let mut stored = Vec::with_capacity(a.labels.len());
-                let mut annotators = BTreeSet::new();
-                for (rev, l) in a.labels.iter().enumerate() {
+                let revisions = a.labels.len() as u32;
+                let mut stored: Vec<Label> = Vec::with_capacity(a.labels.len());
+                for (rev, l) in a.labels.into_iter().enumerate() {
                     let lid = LabelId::new(id, rev as u32);
-                    if l.kind == LabelKind::Annotation {
-                        annotators.insert(&l.source);
+                    if let Some(k) = keys::source_label(&l.source, lid) {
+                        txn.batch.mark(k);
                     }
-                    let label = Label {
+                    // An asset comes with few labels: a scan finds the parent.
+                    let parent = stored.iter().rev().find(|p| p.source == l.source).map(|p| p.id);
+                    stored.push(Label {
                         id: lid,
                         kind: l.kind,
-                        source: l.source.clone(),
-                        parent: latest.insert(&l.source, lid),
+                        source: l.source,
+                        parent,
                         derived_from: None,
-                        answers: l.answers.clone(),
-                        scores: l.scores.clone(),
+                        answers: l.answers,
+                        scores: l.scores,
                         verdict: l.verdict,
                         created_at: txn.now,
                         seconds: l.seconds,
-                    };
-                    if let Some(k) = keys::source_label(&label.source, label.id) {
-                        txn.batch.mark(k);
-                    }
-                    stored.push(label);
+                    });
                 }
-                let status = a
-                    .status
-                    .unwrap_or_else(|| status_after_annotations(Status::Todo, annotators.len(), &project.settings));
+                let status = a.status.unwrap_or_else(|| {
+                    let annotators = stored
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, l)| {
+                            l.kind == LabelKind::Annotation
+                                && !stored[..*i]
+                                    .iter()
+                                    .any(|p| p.kind == LabelKind::Annotation && p.source == l.source)
+                        })
+                        .count();
+                    status_after_annotations(Status::Todo, annotators, &project.settings)
+                });
                 let digest = a.content.digest();
                 let asset = Asset {
                     id,
@@ -900,12 +906,11 @@ impl Db {
                     priority: a.priority,
                     honeypot: a.honeypot,
                     deleted: false,
-                    revisions: a.labels.len() as u32,
+                    revisions,
                     version: 0,
                     created_at: txn.now,
                     created_seq: seq,
                 };
-                txn.external.push((project.id, asset.external_id.clone(), Some(id)));
                 txn.columns.add_asset(txn.store, &asset, &stored)?;
                 txn.deltas.push(Delta {
                     project: project.id,
@@ -913,10 +918,17 @@ impl Db {
                     before: None,
                     after: Some(index::derive(&asset, &stored)),
                 });
-                // A new asset has no document to delete first.
-                txn.text_ops.extend(TextOp::for_asset(&asset));
                 entries.push(run::Entry::new(&asset, &stored));
                 report.added.push(id);
+                // The asset is stored: its external id and text move on without a copy.
+                let Asset {
+                    external_id, content, ..
+                } = asset;
+                txn.external.push((project.id, external_id, Some(id)));
+                if let Content::Text(text) = content {
+                    // A new asset has no document to delete first.
+                    txn.text_ops.push(TextOp::Insert(id, text));
+                }
             }
             run::put(&mut txn.batch, AssetId(first), entries);
             Ok(report)

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use crate::asset::AssetId;
 use crate::error::Result;
+use crate::index::FastMap;
 use crate::project::ProjectId;
 use crate::snapshot::column::{self, Block, Facts};
 use crate::store::{keys, Store};
@@ -19,7 +20,7 @@ use crate::store::{keys, Store};
 /// External id → asset id, per project.
 #[derive(Default, PartialEq, Eq)]
 pub(crate) struct ExternalIds {
-    by_project: HashMap<ProjectId, HashMap<Box<str>, AssetId>>,
+    by_project: HashMap<ProjectId, FastMap<Box<str>, AssetId>>,
 }
 
 impl ExternalIds {
@@ -68,7 +69,7 @@ impl ExternalIds {
 
     /// How many ids the map holds.
     pub(crate) fn len(&self) -> usize {
-        self.by_project.values().map(HashMap::len).sum()
+        self.by_project.values().map(FastMap::len).sum()
     }
 
     /// The project's asset ids, ascending.

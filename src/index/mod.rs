@@ -27,9 +27,13 @@ pub(crate) use numeric::NumIndex;
 pub(crate) struct ProjectIndex {
     /// Every asset of the project, deleted ones included.
     pub all: Bitmap,
-    pub bitmaps: HashMap<Key, Bitmap>,
-    pub nums: HashMap<NumKey, NumIndex>,
+    pub bitmaps: FastMap<Key, Bitmap>,
+    pub nums: FastMap<NumKey, NumIndex>,
 }
+
+/// A hash map with foldhash's fast hasher (randomly seeded per map): the writer probes
+/// these maps several times per asset, and SipHash was a few percent of a bulk load.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 impl ProjectIndex {
     pub(crate) fn bitmap(&self, key: &Key) -> Option<&Bitmap> {
@@ -38,11 +42,18 @@ impl ProjectIndex {
 
     fn add(&mut self, id: u32, e: &Entry) {
         self.all.add(id);
+        // Keys are cloned only when new: most exist already, and a clone allocates.
         for k in &e.keys {
-            self.bitmaps.entry(k.clone()).or_default().add(id);
+            match self.bitmaps.get_mut(k) {
+                Some(bm) => bm.add(id),
+                None => self.bitmaps.entry(k.clone()).or_default().add(id),
+            }
         }
         for (k, v) in &e.nums {
-            self.nums.entry(k.clone()).or_default().insert(id, *v);
+            match self.nums.get_mut(k) {
+                Some(ix) => ix.insert(id, *v),
+                None => self.nums.entry(k.clone()).or_default().insert(id, *v),
+            }
         }
     }
 

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::index::SegmentId;
+use tantivy::postings::BlockSegmentPostings;
 use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::snippet::SnippetGenerator;
@@ -170,13 +171,13 @@ impl TextIndex {
     }
 
     /// Applies ops of the write with this seq (called by the writer, in seq order).
-    pub(crate) fn apply(&self, ops: &[TextOp], seq: Seq) -> Result<()> {
+    pub(crate) fn apply(&self, ops: Vec<TextOp>, seq: Seq) -> Result<()> {
         if !ops.is_empty() {
             let w = self.writer.lock();
             for op in ops {
                 match op {
                     TextOp::Insert(id, text) => {
-                        w.add_document(doc!(self.asset => u64::from(id.0), self.content => text.as_str()))
+                        w.add_document(doc!(self.asset => u64::from(id.0), self.content => text))
                             .map_err(text_error)?;
                     }
                     TextOp::Delete(id) => {
@@ -234,7 +235,7 @@ impl TextIndex {
     }
 
     /// The analysed tokens of a text.
-    fn tokens(&self, text: &str) -> Result<Vec<String>> {
+    pub(crate) fn tokens(&self, text: &str) -> Result<Vec<String>> {
         let mut analyzer = self.index.tokenizer_for_field(self.content).map_err(text_error)?;
         let mut stream = analyzer.token_stream(text);
         let mut out = Vec::new();
@@ -312,9 +313,49 @@ impl TextIndex {
         Ok(out.into_iter().collect())
     }
 
-    /// Assets matching a text query, over the last commit.
-    pub(crate) fn matching(&self, q: &TextQuery) -> Result<Bitmap> {
-        self.matching_query(&*self.query(q)?)
+    /// Assets whose text holds every one of `words` (analysed tokens), over the last
+    /// commit: the conjunction of plain words that most searches are. In each segment
+    /// the posting lists (doc ids only) are decoded block by block, the shortest whole,
+    /// and the others walked alongside it, skipping the blocks it has no doc in; only
+    /// the docs left are mapped to asset ids. Running the same conjunction as a tantivy
+    /// `BooleanQuery` costs about twice as much (BENCHMARKS.md, "Full-text search").
+    pub(crate) fn matching_words(&self, words: &[String]) -> Result<Bitmap> {
+        let searcher = self.reader.searcher();
+        let terms: Vec<Term> = words.iter().map(|w| self.term(w)).collect();
+        let mut out = Bitmap::new();
+        'segments: for segment in searcher.segment_readers() {
+            let inverted = segment.inverted_index(self.content).map_err(text_error)?;
+            let mut lists = Vec::with_capacity(terms.len());
+            for t in &terms {
+                match inverted
+                    .read_block_postings(t, IndexRecordOption::Basic)
+                    .map_err(text_error)?
+                {
+                    Some(p) => lists.push(p),
+                    None => continue 'segments, // a word this segment lacks: no match here
+                }
+            }
+            lists.sort_by_key(BlockSegmentPostings::doc_freq);
+            let Some((shortest, others)) = lists.split_first_mut() else {
+                continue;
+            };
+            let mut docs = decode_all(shortest);
+            for p in others {
+                docs = keep_in(docs, p);
+            }
+            if let Some(alive) = segment.alive_bitset() {
+                docs.retain(|&d| alive.is_alive(d));
+            }
+            let column = self.columns.of(segment).map_err(text_error)?;
+            // As the bitmap collector does: an id that is no asset id is left out.
+            for id in docs
+                .into_iter()
+                .filter_map(|d| column.first(d).and_then(|v| u32::try_from(v).ok()))
+            {
+                out.add(id);
+            }
+        }
+        Ok(out)
     }
 
     /// Assets matching a tantivy query, over the last commit.
@@ -446,6 +487,47 @@ fn highlight(fragment: &str, ranges: &[std::ops::Range<usize>]) -> String {
         at = r.end;
     }
     out.push_str(fragment.get(at..).unwrap_or(""));
+    out
+}
+
+/// Every doc id of a posting list, in order.
+fn decode_all(p: &mut BlockSegmentPostings) -> Vec<DocId> {
+    let mut out = Vec::with_capacity(p.doc_freq() as usize);
+    loop {
+        let block = p.docs();
+        if block.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(block);
+        p.advance();
+    }
+}
+
+/// The docs of `docs` (ascending) that posting list `p` holds: a merge within the
+/// loaded block, and a skip to the block that may hold the next doc once it is passed.
+fn keep_in(docs: Vec<DocId>, p: &mut BlockSegmentPostings) -> Vec<DocId> {
+    let mut out = Vec::with_capacity(docs.len());
+    let mut at = 0;
+    for d in docs {
+        loop {
+            let block = p.docs();
+            while at < block.len() && block[at] < d {
+                at += 1;
+            }
+            if at < block.len() {
+                if block[at] == d {
+                    out.push(d);
+                }
+                break;
+            }
+            // Past this block: load the one that may hold `d` (docs only ascend).
+            p.seek(d);
+            at = 0;
+            if p.docs().last().is_none_or(|&last| last < d) {
+                return out;
+            }
+        }
+    }
     out
 }
 

@@ -472,6 +472,18 @@ impl<'a> Eval<'a> {
         Ok(sure)
     }
 
+    /// The assets of the project that a text-only filter matches.
+    fn text_matches(&self, f: &Filter) -> Result<Bitmap> {
+        let text = &self.db.inner.text;
+        let mut words = Vec::new();
+        let matches = if conjunction_words(text, f, &mut words)? {
+            text.matching_words(&words)?
+        } else {
+            text.matching_query(&*text_query(text, f)?)?
+        };
+        Ok(matches & &self.index.all)
+    }
+
     fn eval(&mut self, f: &Filter) -> Result<Cow<'a, Bitmap>> {
         Ok(match f {
             Filter::All => Cow::Borrowed(&self.index.all),
@@ -515,13 +527,12 @@ impl<'a> Eval<'a> {
                 }
                 Cow::Owned(out)
             }
-            Filter::Text(t) => Cow::Owned(self.db.inner.text.matching(t)? & &self.index.all),
-            // A subtree of text filters only is one tantivy query: posting lists are
-            // intersected there, and only the matches become bitmap entries.
-            Filter::And(..) | Filter::Or(..) if is_text_only(f) => {
-                let query = text_query(&self.db.inner.text, f)?;
-                Cow::Owned(self.db.inner.text.matching_query(&*query)? & &self.index.all)
-            }
+            // A subtree of text filters only is answered by the text index as a whole:
+            // posting lists are intersected there, and only the matches become bitmap
+            // entries. Plain words joined by AND take the posting-list path, the rest
+            // one tantivy query.
+            Filter::Text(_) => Cow::Owned(self.text_matches(f)?),
+            Filter::And(..) | Filter::Or(..) if is_text_only(f) => Cow::Owned(self.text_matches(f)?),
             // `x AND NOT y` is a difference: no complement of y is ever built.
             Filter::And(a, b) => match (a.as_ref(), b.as_ref()) {
                 (x, Filter::Not(y)) | (Filter::Not(y), x) => {
@@ -567,6 +578,27 @@ fn is_text_only(f: &Filter) -> bool {
     match f {
         Filter::Text(_) => true,
         Filter::And(a, b) | Filter::Or(a, b) => is_text_only(a) && is_text_only(b),
+        _ => false,
+    }
+}
+
+/// Whether a filter is single words joined by AND (`w1 AND w2`, `text:w`, a one-word
+/// phrase), collecting their analysed tokens into `out`.
+fn conjunction_words(text: &TextIndex, f: &Filter, out: &mut Vec<String>) -> Result<bool> {
+    Ok(match f {
+        Filter::Text(TextQuery::Term(w)) => one_token(text.tokens(w)?, out),
+        Filter::Text(TextQuery::Phrase(ws)) => one_token(text.tokens(&ws.join(" "))?, out),
+        Filter::And(a, b) => conjunction_words(text, a, out)? && conjunction_words(text, b, out)?,
+        _ => false,
+    })
+}
+
+fn one_token(mut tokens: Vec<String>, out: &mut Vec<String>) -> bool {
+    match (tokens.pop(), tokens.is_empty()) {
+        (Some(t), true) => {
+            out.push(t);
+            true
+        }
         _ => false,
     }
 }

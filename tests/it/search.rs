@@ -201,6 +201,71 @@ fn sms_term_queries_select_exactly_the_messages_containing_that_word() -> TestRe
     Ok(())
 }
 
+/// Plain words joined by AND are answered from the posting lists directly (not by a
+/// tantivy query): exact over many segments, with deleted documents, with words some
+/// segments lack, and equal to the tantivy-query path (which an `OR` forces).
+#[test]
+fn sms_conjunctions_of_words_are_exact_across_segments_and_deleted_documents() -> TestResult {
+    let messages = sms_messages()?;
+    let (_dir, db) = committing_db(Duration::from_secs(3600))?;
+    let mut kept: Vec<(AssetId, Vec<String>)> = Vec::new();
+    // Eight flushed chunks: eight commits, so several segments.
+    for (chunk, part) in messages[..2400].chunks(300).enumerate() {
+        let assets = part
+            .iter()
+            .enumerate()
+            .map(|(i, (_, text))| NewAsset::text(format!("m{chunk}-{i}"), text.clone()))
+            .collect();
+        let report = db.add_assets("admin", DOCS, assets)?;
+        kept.extend(report.added.into_iter().zip(part.iter().map(|(_, t)| words(t))));
+        db.flush()?;
+    }
+    for (id, _) in kept.iter().step_by(7) {
+        db.delete_asset("admin", *id)?;
+    }
+    db.flush()?;
+    let live: Vec<&(AssetId, Vec<String>)> = kept
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| j % 7 != 0)
+        .map(|(_, k)| k)
+        .collect();
+    let brute = |ws: &[&str]| -> BTreeSet<AssetId> {
+        live.iter()
+            .filter(|(_, words)| ws.iter().all(|w| words.iter().any(|x| x == w)))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    let frequent = ["u", "to", "i", "you", "the", "call", "free", "ok", "now", "ur", "txt"];
+    let mut cases: Vec<Vec<&str>> = Vec::new();
+    for (i, a) in frequent.iter().enumerate() {
+        for b in &frequent[i + 1..] {
+            cases.push(vec![a, b]);
+        }
+        cases.push(vec![a, "jurong"]);
+        cases.push(vec![a, "xylophonist"]);
+    }
+    cases.push(vec!["u", "to", "you"]);
+    cases.push(vec!["call", "free", "now", "txt"]);
+    let mut nonempty = 0;
+    for ws in &cases {
+        let query = ws.join(" AND ");
+        let expected = brute(ws);
+        nonempty += usize::from(!expected.is_empty());
+        assert_eq!(q(&db, DOCS, &query), expected, "{query}");
+        assert_eq!(
+            q(&db, DOCS, &format!("({query}) OR xylophonist")),
+            expected,
+            "{query} as one tantivy query"
+        );
+        assert_eq!(db.query(DOCS, &query)?.len(), expected.len() as u64, "{query}");
+        // Deleted assets' documents are gone from the index, not just filtered out.
+        assert_eq!(q(&db, DOCS, &format!("deleted AND {query}")), BTreeSet::new(), "{query}");
+    }
+    assert!(nonempty > 40, "the cases should mostly match something: {nonempty}");
+    Ok(())
+}
+
 #[test]
 fn sms_phrase_and_prefix_queries_select_exactly_the_messages_with_that_sequence_or_word_start() -> TestResult {
     let (_dir, db, msgs) = sms_db()?;
