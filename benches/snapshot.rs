@@ -7,9 +7,10 @@
 //!   SQLite materialising the same (asset, label) member rows in external-id order;
 //! - `Snapshot::iter` over every example (content and answers) against a raw sled full
 //!   scan of the same bytes (target >= 0.5x its throughput): a separate sled database
-//!   (same 256 MiB cache) holding, per asset, the exact asset and label records labeldb
-//!   reads (copied with `Db::raw_record`) under two keys; informational: raw sled doing
-//!   labeldb's two point gets per example in the same order, without decoding;
+//!   (same 256 MiB cache) holding, per asset, its asset and label records as labeldb
+//!   encodes them (`Db::encoded_records`; labeldb itself keeps the same payloads packed
+//!   in runs of 64 assets) under two keys; informational: raw sled doing two point gets
+//!   per example in the same order, without decoding;
 //! - `Snapshot::get(i)` at splitmix64-random positions against raw sled getting the same
 //!   two records (target <= 2x its time);
 //! - `Snapshot::export_jsonl` to a file against SQLite (rusqlite, bundled, WAL) exporting
@@ -29,7 +30,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use labeldb::{Answer, Db, Filter, LabelId, NewAsset, NewLabel, RecordRef, Schema, Selection, Snapshot, Span};
+use labeldb::{Answer, Db, Filter, NewAsset, NewLabel, Schema, Selection, Snapshot, Span};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
@@ -216,12 +217,8 @@ fn build(dir: &Path, n: usize) -> BoxResult<Built> {
         for i in start..(start + CHUNK).min(n) {
             let asset = base + i as u32;
             let (ak, lk) = sled_keys(asset);
-            let a = db
-                .raw_record(RecordRef::Asset(labeldb::AssetId(asset)))?
-                .ok_or("missing asset record")?;
-            let l = db
-                .raw_record(RecordRef::Label(LabelId::new(labeldb::AssetId(asset), 0)))?
-                .ok_or("missing label record")?;
+            let (a, labels) = db.encoded_records(labeldb::AssetId(asset))?;
+            let l = labels.into_iter().next().ok_or("missing label")?;
             record_bytes += (a.len() + l.len()) as u64;
             batch.insert(&ak[..], a);
             batch.insert(&lk[..], l);

@@ -636,6 +636,18 @@ impl Db {
         store.flush()
     }
 
+    /// Benchmark hook: an asset and its labels encoded as records (version byte, bincode,
+    /// crc32), as a layout of one key per record would store them (formats 1–2 did; runs
+    /// hold the same payloads). Not part of the stable API.
+    #[doc(hidden)]
+    pub fn encoded_records(&self, id: AssetId) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+        let history = self.history(id)?;
+        Ok((
+            codec::encode(&self.asset(id)?),
+            history.iter().map(codec::encode).collect(),
+        ))
+    }
+
     /// Test hook: the raw bytes of a stored record. Not part of the stable API.
     #[doc(hidden)]
     pub fn raw_record(&self, record: RecordRef) -> Result<Option<Vec<u8>>> {

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::asset::{Asset, AssetId};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::label::Label;
 use crate::store::{codec, keys, Batch, Raw, Store};
 
@@ -39,19 +39,22 @@ pub(crate) struct Run<B = Vec<u8>> {
 }
 
 /// One asset of a run: its record and its first labels, each a bare bincode payload
-/// ([`codec::canonical`]) under the run's crc.
+/// ([`codec::canonical`]), and the crc32 of the two. The run's crc covers the whole
+/// record for a scan; a point read of one asset checks only its entry's crc, so that it
+/// does not hash the other 63 assets of the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Entry<B = Vec<u8>> {
     pub asset: B,
     pub labels: B,
+    pub crc: u32,
 }
 
 impl Entry {
     pub(crate) fn new(asset: &Asset, labels: &[Label]) -> Entry {
-        Entry {
-            asset: codec::canonical(asset),
-            labels: codec::canonical(&labels),
-        }
+        let asset = codec::canonical(asset);
+        let labels = codec::canonical(&labels);
+        let crc = entry_crc(&asset, &labels);
+        Entry { asset, labels, crc }
     }
 }
 
@@ -61,25 +64,53 @@ impl Entry {
         Entry {
             asset: &self.asset,
             labels: &self.labels,
+            crc: self.crc,
         }
     }
 }
 
+fn entry_crc(asset: &[u8], labels: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(asset);
+    h.update(labels);
+    h.finalize()
+}
+
 impl Entry<&[u8]> {
+    /// Checks the entry's crc; `key` names the run in an error.
+    pub(crate) fn check(&self, key: &[u8]) -> Result<()> {
+        let actual = entry_crc(self.asset, self.labels);
+        if actual == self.crc {
+            return Ok(());
+        }
+        Err(Error::Corruption {
+            key: keys::describe(key),
+            reason: format!("entry crc32 mismatch (stored {:08x}, computed {actual:08x})", self.crc),
+        })
+    }
+
     /// The asset; `key` names the run in an error.
     pub(crate) fn asset(&self, key: &[u8]) -> Result<Asset> {
+        self.check(key)?;
         codec::decode_payload(key, self.asset)
     }
 
     /// The labels the asset came with; `key` names the run in an error.
     pub(crate) fn labels(&self, key: &[u8]) -> Result<Vec<Label>> {
+        self.check(key)?;
         codec::decode_payload(key, self.labels)
+    }
+
+    /// How many labels the asset came with, read from the length prefix alone.
+    pub(crate) fn label_count(&self) -> Option<u64> {
+        codec::sequence_len(self.labels)
     }
 
     pub(crate) fn to_owned(&self) -> Entry {
         Entry {
             asset: self.asset.to_vec(),
             labels: self.labels.to_vec(),
+            crc: self.crc,
         }
     }
 }
@@ -109,15 +140,17 @@ fn find(store: &Store, id: AssetId) -> Result<Option<Raw>> {
     let start = keys::run(AssetId(id.0 & !(BLOCK - 1)));
     let mut end = keys::run(id);
     end.push(0); // just past `id`'s own key
-    store.range_undecoded(&start, &end).next_back().transpose()
+                 // Forward: a block holds one run or a few, and sled walks forward faster.
+    store.range_undecoded(&start, &end).last().transpose()
 }
 
-/// Calls `f` with `id`'s entry and its run's key; `None` if no run holds it.
+/// Calls `f` with `id`'s entry and its run's key; `None` if no run holds it. The run is
+/// decoded without its crc: `f` reads the entry through its own (see [`Entry`]).
 fn with_entry<T>(store: &Store, id: AssetId, f: impl FnOnce(&Entry<&[u8]>, &[u8]) -> Result<T>) -> Result<Option<T>> {
     let Some(raw) = find(store, id)? else {
         return Ok(None);
     };
-    let run: Run<&[u8]> = raw.decode()?;
+    let run: Run<&[u8]> = codec::decode_without_crc(raw.key(), raw.value())?;
     let slot = first_of(raw.key()).and_then(|first| id.0.checked_sub(first));
     match slot.and_then(|i| run.entries.get(i as usize)) {
         Some(Some(entry)) => f(entry, raw.key()).map(Some),
@@ -191,6 +224,7 @@ mod tests {
         let entry = Entry {
             asset: vec![1],
             labels: vec![0],
+            crc: entry_crc(&[1], &[0]),
         };
         let mut batch = Batch::default();
         put(&mut batch, AssetId(60), vec![entry.clone(); 70]);

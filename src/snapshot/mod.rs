@@ -381,21 +381,7 @@ impl Db {
             return Ok(Vec::new());
         };
         if !dense(first, last, ids.len()) {
-            return members
-                .iter()
-                .map(|m| {
-                    let id = AssetId(m.asset);
-                    let f = Fetched {
-                        asset: store.get_undecoded(&keys::asset(id))?,
-                        entry: run::entry(store, id)?,
-                        labels: store
-                            .get_undecoded(&keys::label(LabelId::new(id, m.revision)))?
-                            .into_iter()
-                            .collect(),
-                    };
-                    Ok((f.asset.is_some() || f.entry.is_some()).then_some(f))
-                })
-                .collect();
+            return members.iter().map(|m| self.fetch_one(m)).collect();
         }
         let slot = |id: u32| ids.binary_search(&id).ok();
         let slot_of_key = |key: &[u8]| keys::asset_of(key).and_then(|id| slot(id.0));
@@ -432,6 +418,30 @@ impl Db {
                 (f.asset.is_some() || f.entry.is_some()).then_some(f)
             })
             .collect())
+    }
+
+    /// The stored records of one member with point reads: its ASSET record, its run
+    /// entry and, unless the run holds it, its chosen LABEL record (`None`: the asset is
+    /// not found).
+    pub(crate) fn fetch_one(&self, m: &Member) -> Result<Option<Fetched>> {
+        let store = &self.inner.store;
+        let id = AssetId(m.asset);
+        let entry = run::entry(store, id)?;
+        let in_run = entry
+            .as_ref()
+            .and_then(|(_, e)| e.as_ref().label_count())
+            .is_some_and(|n| u64::from(m.revision) < n);
+        let label = if in_run {
+            None
+        } else {
+            store.get_undecoded(&keys::label(LabelId::new(id, m.revision)))?
+        };
+        let f = Fetched {
+            asset: store.get_undecoded(&keys::asset(id))?,
+            entry,
+            labels: label.into_iter().collect(),
+        };
+        Ok((f.asset.is_some() || f.entry.is_some()).then_some(f))
     }
 
     /// Computes members and digest from the selection columns (see [`column`]): the

@@ -110,16 +110,19 @@ impl Snapshot {
 
     /// A member's asset and chosen label, whose answers are the chosen ones: a review
     /// without answers takes those of the revision it reviewed. Records are decoded
-    /// from `fetched` when it has them and read with point reads otherwise.
+    /// from `fetched`, read with point reads when it is `None`.
     fn record(&self, m: &Member, fetched: Option<Fetched>) -> Result<(Asset, Label)> {
         let id = AssetId(m.asset);
         let chosen = LabelId::new(id, m.revision);
-        let f = fetched.unwrap_or_default();
+        let f = match fetched {
+            Some(f) => f,
+            None => self.db.fetch_one(m)?.ok_or(Error::UnknownAsset(id))?,
+        };
         let entry = f.entry.as_ref().map(|(key, e)| (key.as_slice(), e.as_ref()));
         let asset = match (&f.asset, &entry) {
             (Some(raw), _) => raw.decode()?,
             (None, Some((key, e))) => e.asset(key)?,
-            (None, None) => self.db.asset(id)?,
+            (None, None) => return Err(Error::UnknownAsset(id)),
         };
         let label_of = |lid: LabelId| -> Result<Label> {
             let key = keys::label(lid);

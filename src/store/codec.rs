@@ -71,6 +71,29 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Res
         .map_err(|e| corrupt(format!("undecodable record: {e}")))
 }
 
+/// Decodes a record stored under `key` like [`decode`], but without checking the crc of
+/// the whole value: for a reader that checks a crc of its own over the part it uses (a
+/// point read of one entry of a run). Damage elsewhere in the value either fails to
+/// decode here or gives that part's bytes, whose own crc then fails.
+pub(crate) fn decode_without_crc<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Result<T> {
+    let corrupt = |reason: String| Error::Corruption {
+        key: keys::describe(key),
+        reason,
+    };
+    if bytes.len() < OVERHEAD {
+        return Err(corrupt(format!("value of {} bytes is truncated", bytes.len())));
+    }
+    let body = &bytes[..bytes.len() - 4];
+    if body[0] != RECORD_VERSION {
+        return Err(corrupt(format!("unknown record version {}", body[0])));
+    }
+    let payload = &body[1..];
+    options()
+        .with_limit(payload.len() as u64)
+        .deserialize(payload)
+        .map_err(|e| corrupt(format!("undecodable record: {e}")))
+}
+
 /// Decodes a bare payload (as [`canonical`] writes it) found inside the record under
 /// `key`, whose crc the caller has checked.
 pub(crate) fn decode_payload<'a, T: Deserialize<'a>>(key: &[u8], payload: &'a [u8]) -> Result<T> {
@@ -81,6 +104,16 @@ pub(crate) fn decode_payload<'a, T: Deserialize<'a>>(key: &[u8], payload: &'a [u
             key: keys::describe(key),
             reason: format!("undecodable entry: {e}"),
         })
+}
+
+/// The length prefix of a sequence's bare payload (as [`canonical`] writes a `Vec`),
+/// without decoding its elements; `None` if the bytes do not start with one.
+pub(crate) fn sequence_len(payload: &[u8]) -> Option<u64> {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .allow_trailing_bytes()
+        .deserialize(payload)
+        .ok()
 }
 
 #[cfg(test)]

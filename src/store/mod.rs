@@ -52,6 +52,10 @@ impl Raw {
         &self.key
     }
 
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.value
+    }
+
     /// Decodes the record, checking its crc (a mismatch names the key). A type that
     /// borrows borrows from this value.
     pub(crate) fn decode<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {

@@ -260,7 +260,11 @@ fn sms_conjunctions_of_words_are_exact_across_segments_and_deleted_documents() -
         );
         assert_eq!(db.query(DOCS, &query)?.len(), expected.len() as u64, "{query}");
         // Deleted assets' documents are gone from the index, not just filtered out.
-        assert_eq!(q(&db, DOCS, &format!("deleted AND {query}")), BTreeSet::new(), "{query}");
+        assert_eq!(
+            q(&db, DOCS, &format!("deleted AND {query}")),
+            BTreeSet::new(),
+            "{query}"
+        );
     }
     assert!(nonempty > 40, "the cases should mostly match something: {nonempty}");
     Ok(())
