@@ -358,13 +358,14 @@ impl Db {
         Ok(out)
     }
 
-    /// Rebuilds the bitmap indexes, the text index and the selection columns from
-    /// primary data and checkpoints the indexes (`labeldb verify --repair`). Returns the
+    /// Rebuilds the bitmap indexes, the text index, the selection columns and the
+    /// external-id map from primary data and checkpoints the indexes (`labeldb verify --repair`). Returns the
     /// number of bitmap differences fixed.
     pub fn repair_indexes(&self) -> Result<usize> {
         let fixed = {
             let _writer = self.inner.writer.lock();
             column::rebuild(&self.inner.store, |_| {})?;
+            *self.inner.external.write() = ExternalIds::load(&self.inner.store)?;
             let mut index = self.inner.index.write();
             let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
             let fixed = index.differences(&rebuilt).len();
