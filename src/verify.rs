@@ -322,13 +322,16 @@ impl Db {
         Ok(index.differences(&rebuilt))
     }
 
-    /// Whether the in-memory external-id map differs from one built from the FACTS
-    /// blocks (which the column check above compares with the records). Holds the
-    /// writer lock so that no write lands between the two.
+    /// Whether the in-memory external-id map, if it was built, differs from one built
+    /// from the FACTS blocks (which the column check above compares with the records).
+    /// Holds the writer lock so that no write lands between the two.
     fn external_difference(&self) -> Result<Option<String>> {
         let _writer = self.inner.writer.lock();
-        let loaded = ExternalIds::load(&self.inner.store)?;
         let map = self.inner.external.read();
+        let Some(map) = map.as_ref() else {
+            return Ok(None);
+        };
+        let loaded = ExternalIds::load(&self.inner.store)?;
         Ok((*map != loaded).then(|| {
             format!(
                 "the external-id map ({} ids) differs from the stored FACTS blocks ({} ids)",
@@ -365,7 +368,8 @@ impl Db {
         let fixed = {
             let _writer = self.inner.writer.lock();
             column::rebuild(&self.inner.store, |_| {})?;
-            *self.inner.external.write() = ExternalIds::load(&self.inner.store)?;
+            // Built again from the rebuilt FACTS blocks on first use.
+            *self.inner.external.write() = None;
             let mut index = self.inner.index.write();
             let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
             let fixed = index.differences(&rebuilt).len();
