@@ -285,7 +285,9 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
             rebuild_text(store, &text, last_seq)?;
         }
     }
-    text.commit(|| store.flush(), true)?;
+    // A replay or a rebuild moved the index: commit it now. A clean reopen has nothing
+    // to commit (a forced commit there cost a tantivy commit and fsyncs on every open).
+    text.commit(|| store.flush(), info.text_rebuilt.is_some())?;
     Ok(text)
 }
 
@@ -364,7 +366,7 @@ pub struct IndexInfo {
 fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
     let mut info = IndexInfo::default();
     let loaded = match store.read_checkpoint() {
-        Ok(Some(bytes)) => match codec::decode::<index::Image>(&keys::index_head(), &bytes) {
+        Ok(Some(bytes)) => match codec::decode::<index::Image<&[u8]>>(&keys::index_head(), &bytes) {
             Ok(image) => Indexes::from_image(image).map_err(|e| format!("checkpoint does not decode: {e}")),
             Err(e) => Err(e.to_string()),
         },

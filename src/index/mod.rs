@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::asset::AssetId;
 use crate::event::Seq;
 use crate::project::ProjectId;
+use crate::store::codec::Bytes;
 
 pub(crate) use entry::{derive, top_scores, Entry, Key, MetaKey, NumKey};
 pub(crate) use numeric::NumIndex;
@@ -159,20 +160,28 @@ impl Indexes {
                 .iter()
                 .map(|(id, p)| ProjectImage {
                     project: *id,
-                    all: to_bytes(&p.all),
-                    bitmaps: p.bitmaps.iter().map(|(k, bm)| (k.clone(), to_bytes(bm))).collect(),
+                    all: Bytes(to_bytes(&p.all)),
+                    bitmaps: p
+                        .bitmaps
+                        .iter()
+                        .map(|(k, bm)| (k.clone(), Bytes(to_bytes(bm))))
+                        .collect(),
                     nums: p
                         .nums
                         .iter()
-                        .map(|(k, ix)| (k.clone(), ix.buckets.iter().map(|(b, bm)| (*b, to_bytes(bm))).collect()))
+                        .map(|(k, ix)| {
+                            let buckets = ix.buckets.iter().map(|(b, bm)| (*b, Bytes(to_bytes(bm)))).collect();
+                            (k.clone(), buckets)
+                        })
                         .collect(),
                 })
                 .collect(),
         }
     }
 
-    /// Rebuilds indexes from an image; `Err` names what failed to decode.
-    pub(crate) fn from_image(image: Image) -> Result<Indexes, String> {
+    /// Rebuilds indexes from an image (decoded borrowing its bitmaps' bytes, or owned);
+    /// `Err` names what failed to decode.
+    pub(crate) fn from_image<B: AsRef<[u8]>>(image: Image<B>) -> Result<Indexes, String> {
         if image.layout != LAYOUT {
             return Err(format!(
                 "checkpoint has index layout {}, this build uses {LAYOUT}",
@@ -186,16 +195,16 @@ impl Indexes {
         };
         for p in image.projects {
             let mut ix = ProjectIndex {
-                all: de(&p.all)?,
+                all: de(p.all.as_ref())?,
                 ..ProjectIndex::default()
             };
             for (k, bytes) in p.bitmaps {
-                ix.bitmaps.insert(k, de(&bytes)?);
+                ix.bitmaps.insert(k, de(bytes.as_ref())?);
             }
             for (k, buckets) in p.nums {
                 let mut n = NumIndex::default();
                 for (b, bytes) in buckets {
-                    n.buckets.insert(b, de(&bytes)?);
+                    n.buckets.insert(b, de(bytes.as_ref())?);
                 }
                 ix.nums.insert(k, n);
             }
@@ -271,22 +280,20 @@ pub(crate) const LAYOUT: u32 = 2;
 
 /// The checkpointed form of [`Indexes`].
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Image {
+pub(crate) struct Image<B = Bytes> {
     pub layout: u32,
     pub seq: Seq,
-    pub projects: Vec<ProjectImage>,
+    pub projects: Vec<ProjectImage<B>>,
 }
 
 #[derive(Serialize, Deserialize)]
-pub(crate) struct ProjectImage {
+pub(crate) struct ProjectImage<B = Bytes> {
     pub project: ProjectId,
-    pub all: Vec<u8>,
-    pub bitmaps: Vec<(Key, Vec<u8>)>,
-    pub nums: Vec<(NumKey, SerializedBuckets)>,
+    pub all: B,
+    pub bitmaps: Vec<(Key, B)>,
+    /// A numeric index's buckets: bucket number and serialized bitmap.
+    pub nums: Vec<(NumKey, Vec<(u32, B)>)>,
 }
-
-/// A numeric index's buckets: bucket number and serialized bitmap.
-pub(crate) type SerializedBuckets = Vec<(u32, Vec<u8>)>;
 
 #[cfg(test)]
 mod tests {

@@ -255,11 +255,11 @@ impl Store {
         let mut out = Vec::with_capacity(head.len.min(1 << 32) as usize);
         for n in 0..head.chunks {
             let key = keys::index_chunk(n);
-            let chunk: Vec<u8> = self.get(&key)?.ok_or_else(|| Error::Corruption {
+            let raw = self.get_undecoded(&key)?.ok_or_else(|| Error::Corruption {
                 key: keys::describe(&key),
                 reason: "missing checkpoint chunk".into(),
             })?;
-            out.extend_from_slice(&chunk);
+            out.extend_from_slice(raw.decode::<&[u8]>()?);
         }
         if out.len() as u64 != head.len {
             return Err(Error::Corruption {
