@@ -135,13 +135,21 @@ pub(crate) fn first_of(key: &[u8]) -> Option<u32> {
     keys::u32_at(key, 1)
 }
 
-/// The run record that holds `id`'s entry, undecoded, if there is one.
+/// The run record that holds `id`'s entry, undecoded, if there is one: the last run
+/// from the start of `id`'s block up to `id` (walked forward: a block holds one run or
+/// a few, and sled walks forward faster).
 fn find(store: &Store, id: AssetId) -> Result<Option<Raw>> {
     let start = keys::run(AssetId(id.0 & !(BLOCK - 1)));
     let mut end = keys::run(id);
     end.push(0); // just past `id`'s own key
-                 // Forward: a block holds one run or a few, and sled walks forward faster.
     store.range_undecoded(&start, &end).last().transpose()
+}
+
+/// The position of `id`'s entry in the run stored under `key`.
+fn slot(key: &[u8], id: AssetId) -> Option<usize> {
+    first_of(key)
+        .and_then(|first| id.0.checked_sub(first))
+        .map(|i| i as usize)
 }
 
 /// Calls `f` with `id`'s entry and its run's key; `None` if no run holds it. The run is
@@ -151,8 +159,7 @@ fn with_entry<T>(store: &Store, id: AssetId, f: impl FnOnce(&Entry<&[u8]>, &[u8]
         return Ok(None);
     };
     let run: Run<&[u8]> = codec::decode_without_crc(raw.key(), raw.value())?;
-    let slot = first_of(raw.key()).and_then(|first| id.0.checked_sub(first));
-    match slot.and_then(|i| run.entries.get(i as usize)) {
+    match slot(raw.key(), id).and_then(|i| run.entries.get(i)) {
         Some(Some(entry)) => f(entry, raw.key()).map(Some),
         _ => Ok(None),
     }
@@ -179,8 +186,7 @@ pub(crate) fn remove(store: &Store, batch: &mut Batch, id: AssetId) -> Result<()
         return Ok(());
     };
     let mut run: Run = raw.decode()?;
-    let slot = first_of(raw.key()).and_then(|first| id.0.checked_sub(first));
-    if let Some(entry) = slot.and_then(|i| run.entries.get_mut(i as usize)) {
+    if let Some(entry) = slot(raw.key(), id).and_then(|i| run.entries.get_mut(i)) {
         *entry = None;
     }
     if run.entries.iter().all(Option::is_none) {

@@ -294,6 +294,13 @@ pub(crate) struct Fetched {
     pub labels: Vec<Raw>,
 }
 
+impl Fetched {
+    /// `None` when neither an ASSET record nor a run entry was found.
+    fn found(self) -> Option<Fetched> {
+        (self.asset.is_some() || self.entry.is_some()).then_some(self)
+    }
+}
+
 /// The computed content of a snapshot: members in external-id order, and its digest.
 struct Computed {
     members: Vec<Member>,
@@ -413,10 +420,7 @@ impl Db {
         }
         Ok(members
             .iter()
-            .map(|m| {
-                let f = std::mem::take(&mut fetched[slot(m.asset)?]);
-                (f.asset.is_some() || f.entry.is_some()).then_some(f)
-            })
+            .map(|m| std::mem::take(&mut fetched[slot(m.asset)?]).found())
             .collect())
     }
 
@@ -436,12 +440,12 @@ impl Db {
         } else {
             store.get_undecoded(&keys::label(LabelId::new(id, m.revision)))?
         };
-        let f = Fetched {
+        Ok(Fetched {
             asset: store.get_undecoded(&keys::asset(id))?,
             entry,
             labels: label.into_iter().collect(),
-        };
-        Ok((f.asset.is_some() || f.entry.is_some()).then_some(f))
+        }
+        .found())
     }
 
     /// Computes members and digest from the selection columns (see [`column`]): the
