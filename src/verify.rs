@@ -72,8 +72,6 @@ impl Db {
         let mut project_names: Vec<(Vec<u8>, ProjectId)> = Vec::new();
         let mut assets: HashSet<AssetId> = HashSet::new();
         let mut external_ids: HashSet<(ProjectId, String)> = HashSet::new();
-        // Assets changed since they were added: what their run entry must agree with.
-        let mut changed: HashMap<AssetId, Asset> = HashMap::new();
         let mut labelled: HashSet<AssetId> = HashSet::new();
         let mut stored_columns: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut source_index: HashSet<Vec<u8>> = HashSet::new();
@@ -121,7 +119,16 @@ impl Db {
                         if k != keys::asset(a.id) {
                             c.problem(format!("{} holds asset {}", keys::describe(&k), a.id));
                         }
-                        changed.insert(a.id, a);
+                        // A changed asset agrees with its run entry on what never changes
+                        // (a damaged run is named when the scan reaches it).
+                        if let Ok(Some(added)) = run::asset(store, a.id) {
+                            if immutable(&added) != immutable(&a) {
+                                c.problem(format!(
+                                    "asset {}: its record and its run entry differ in what never changes",
+                                    a.id
+                                ));
+                            }
+                        }
                     }
                 }
                 tag::LABEL => {
@@ -137,7 +144,7 @@ impl Db {
                 }
                 tag::RUN => {
                     if let Some(run) = c.decode::<Run>(&k, &v) {
-                        check_run(&mut c, &k, &run, &changed, &mut labels_with_source);
+                        check_run(&mut c, &k, &run, &mut labels_with_source);
                     }
                 }
                 tag::EVENT => {
@@ -362,8 +369,8 @@ impl Db {
     }
 
     /// Rebuilds the bitmap indexes, the text index, the selection columns and the
-    /// external-id map from primary data and checkpoints the indexes (`labeldb verify --repair`). Returns the
-    /// number of bitmap differences fixed.
+    /// external-id map from primary data and checkpoints the indexes (`labeldb verify
+    /// --repair`). Returns the number of bitmap differences fixed.
     pub fn repair_indexes(&self) -> Result<usize> {
         let fixed = {
             let _writer = self.inner.writer.lock();
@@ -436,17 +443,15 @@ impl Db {
     }
 }
 
-/// Checks a run record: within one block, not empty, every entry decodes, holds the
-/// asset of its position and revisions from 0, and agrees with the asset's ASSET
-/// record (`changed`, read before the runs in key order) on what never changes. Adds
-/// its labels' source-index keys to `labels_with_source`.
-fn check_run(
-    c: &mut Checker,
-    k: &[u8],
-    run: &Run,
-    changed: &HashMap<AssetId, Asset>,
-    labels_with_source: &mut Vec<(Vec<u8>, LabelId)>,
-) {
+/// What never changes about an asset once added.
+fn immutable(a: &Asset) -> (ProjectId, &str, &crate::asset::Content, crate::asset::Digest, u64) {
+    (a.project, &a.external_id, &a.content, a.digest, a.created_seq)
+}
+
+/// Checks a run record: within one block, not empty, every entry decodes and holds the
+/// asset of its position and revisions from 0. Adds its labels' source-index keys to
+/// `labels_with_source`.
+fn check_run(c: &mut Checker, k: &[u8], run: &Run, labels_with_source: &mut Vec<(Vec<u8>, LabelId)>) {
     let name = keys::describe(k);
     let Some(first) = run::first_of(k) else {
         c.problem(format!("{name}: short key"));
@@ -469,16 +474,6 @@ fn check_run(
         };
         if a.id.0 != id {
             c.problem(format!("{name}: entry of asset {id} holds asset {}", a.id));
-        }
-        if let Some(now) = changed.get(&a.id) {
-            if (now.project, &now.external_id, &now.content, now.digest, now.created_seq)
-                != (a.project, &a.external_id, &a.content, a.digest, a.created_seq)
-            {
-                c.problem(format!(
-                    "asset {}: its record and its run entry differ in what never changes",
-                    a.id
-                ));
-            }
         }
         for (rev, l) in labels.iter().enumerate() {
             if l.id != LabelId::new(a.id, rev as u32) {
