@@ -469,9 +469,23 @@ pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
 /// An asset and its history for re-deriving its index entries; `None` if it is gone or
 /// damaged (a damaged record is reported by `verify`, not by opening).
 fn read_for_index(store: &Store, id: AssetId) -> Option<(Asset, Vec<Label>)> {
-    let asset = load_asset(store, id).ok().flatten()?;
-    let history = read_history(store, id).ok()?;
-    Some((asset, history))
+    load_with_history(store, id).ok().flatten()
+}
+
+/// An asset and its history (as [`load_asset`] and [`read_history`] give them) with one
+/// lookup of its run.
+pub(crate) fn load_with_history(store: &Store, id: AssetId) -> Result<Option<(Asset, Vec<Label>)>> {
+    let (added, mut history) = match run::asset_and_labels(store, id)? {
+        Some((asset, labels)) => (Some(asset), labels),
+        None => (None, Vec::new()),
+    };
+    let Some(asset) = store.get(&keys::asset(id))?.or(added) else {
+        return Ok(None);
+    };
+    for kv in store.scan::<Label>(&keys::labels_of(id)) {
+        history.push(kv?.1);
+    }
+    Ok(Some((asset, history)))
 }
 
 /// An asset: its ASSET record if it changed since it was added, else its run entry.
@@ -608,8 +622,8 @@ impl<'a> Txn<'a> {
         self.batch.put(keys::label(label.id), label);
     }
 
-    fn asset(&self, id: AssetId) -> Result<Asset> {
-        load_asset(self.store, id)?.ok_or(Error::UnknownAsset(id))
+    fn asset_with_history(&self, id: AssetId) -> Result<(Asset, Vec<Label>)> {
+        load_with_history(self.store, id)?.ok_or(Error::UnknownAsset(id))
     }
 }
 
@@ -1016,8 +1030,7 @@ impl Db {
     ) -> Result<()> {
         check_name("actor", actor)?;
         self.write(|txn| {
-            let mut asset = txn.asset(id)?;
-            let history = read_history(txn.store, id)?;
+            let (mut asset, history) = txn.asset_with_history(id)?;
             let before = index::derive(&asset, &history);
             let was_deleted = asset.deleted;
             let Some(action) = f(&mut asset)? else {
@@ -1137,11 +1150,10 @@ impl Db {
     pub fn add_label(&self, id: AssetId, label: NewLabel) -> Result<LabelId> {
         let actor = label.source.actor();
         self.write(|txn| {
-            let mut asset = txn.asset(id)?;
+            let (mut asset, mut history) = txn.asset_with_history(id)?;
             live(&asset)?;
             let project = self.project_by_id(asset.project)?;
             label.validate(&project.schema, &asset.external_id, &asset.content)?;
-            let mut history = self.history(id)?;
             let before = index::derive(&asset, &history);
             let latest = history.iter().rev().find(|l| l.source == label.source).map(|l| l.id);
             if label.parent.is_some() && label.parent != latest {

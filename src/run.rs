@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::asset::{Asset, AssetId};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::label::Label;
 use crate::store::{codec, keys, Batch, Raw, Store};
 
@@ -83,10 +83,10 @@ impl Entry<&[u8]> {
         if actual == self.crc {
             return Ok(());
         }
-        Err(Error::Corruption {
-            key: keys::describe(key),
-            reason: format!("entry crc32 mismatch (stored {:08x}, computed {actual:08x})", self.crc),
-        })
+        Err(codec::corrupt(
+            key,
+            format!("entry crc32 mismatch (stored {:08x}, computed {actual:08x})", self.crc),
+        ))
     }
 
     /// The asset; `key` names the run in an error.
@@ -173,6 +173,12 @@ pub(crate) fn entry(store: &Store, id: AssetId) -> Result<Option<(Vec<u8>, Entry
 /// Asset `id` as it was added, if a run holds it.
 pub(crate) fn asset(store: &Store, id: AssetId) -> Result<Option<Asset>> {
     with_entry(store, id, |e, key| e.asset(key))
+}
+
+/// Asset `id` as it was added and the labels it came with, if a run holds it (one
+/// lookup for both).
+pub(crate) fn asset_and_labels(store: &Store, id: AssetId) -> Result<Option<(Asset, Vec<Label>)>> {
+    with_entry(store, id, |e, key| Ok((e.asset(key)?, e.labels(key)?)))
 }
 
 /// The labels asset `id` was added with (none if no run holds it).

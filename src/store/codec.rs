@@ -46,29 +46,49 @@ pub(crate) fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a record stored under `key`, checking its crc and version. A type that
 /// borrows (`&str`, `&[u8]` fields) borrows from `bytes` instead of copying.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Result<T> {
-    let corrupt = |reason: String| Error::Corruption {
+    decode_record(key, bytes, true)
+}
+
+/// Decodes a record stored under `key` like [`decode`], but without checking the crc of
+/// the whole value: for a reader that checks a crc of its own over the part it uses (a
+/// point read of one entry of a run). Damage elsewhere in the value either fails to
+/// decode here or gives that part's bytes, whose own crc then fails.
+pub(crate) fn decode_without_crc<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Result<T> {
+    decode_record(key, bytes, false)
+}
+
+/// The corruption error naming the record under `key`.
+pub(crate) fn corrupt(key: &[u8], reason: String) -> Error {
+    Error::Corruption {
         key: keys::describe(key),
         reason,
-    };
+    }
+}
+
+fn decode_record<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8], check_crc: bool) -> Result<T> {
     if bytes.len() < OVERHEAD {
-        return Err(corrupt(format!("value of {} bytes is truncated", bytes.len())));
+        return Err(corrupt(key, format!("value of {} bytes is truncated", bytes.len())));
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
-    let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    let actual = crc32fast::hash(body);
-    if stored != actual {
-        return Err(corrupt(format!(
-            "crc32 mismatch (stored {stored:08x}, computed {actual:08x})"
-        )));
+    if check_crc {
+        let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        let actual = crc32fast::hash(body);
+        if stored != actual {
+            return Err(corrupt(
+                key,
+                format!("crc32 mismatch (stored {stored:08x}, computed {actual:08x})"),
+            ));
+        }
     }
     if body[0] != RECORD_VERSION {
-        return Err(corrupt(format!("unknown record version {}", body[0])));
+        return Err(corrupt(key, format!("unknown record version {}", body[0])));
     }
-    let payload = &body[1..];
-    options()
-        .with_limit(payload.len() as u64)
-        .deserialize(payload)
-        .map_err(|e| corrupt(format!("undecodable record: {e}")))
+    deserialize(&body[1..]).map_err(|e| corrupt(key, format!("undecodable record: {e}")))
+}
+
+/// A bare payload, bounded by its own length (so a crafted length cannot allocate).
+fn deserialize<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> bincode::Result<T> {
+    options().with_limit(payload.len() as u64).deserialize(payload)
 }
 
 /// Bytes that (de)serialize as one byte string rather than a sequence of `u8`s: bincode
@@ -106,39 +126,10 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
-/// Decodes a record stored under `key` like [`decode`], but without checking the crc of
-/// the whole value: for a reader that checks a crc of its own over the part it uses (a
-/// point read of one entry of a run). Damage elsewhere in the value either fails to
-/// decode here or gives that part's bytes, whose own crc then fails.
-pub(crate) fn decode_without_crc<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Result<T> {
-    let corrupt = |reason: String| Error::Corruption {
-        key: keys::describe(key),
-        reason,
-    };
-    if bytes.len() < OVERHEAD {
-        return Err(corrupt(format!("value of {} bytes is truncated", bytes.len())));
-    }
-    let body = &bytes[..bytes.len() - 4];
-    if body[0] != RECORD_VERSION {
-        return Err(corrupt(format!("unknown record version {}", body[0])));
-    }
-    let payload = &body[1..];
-    options()
-        .with_limit(payload.len() as u64)
-        .deserialize(payload)
-        .map_err(|e| corrupt(format!("undecodable record: {e}")))
-}
-
 /// Decodes a bare payload (as [`canonical`] writes it) found inside the record under
 /// `key`, whose crc the caller has checked.
 pub(crate) fn decode_payload<'a, T: Deserialize<'a>>(key: &[u8], payload: &'a [u8]) -> Result<T> {
-    options()
-        .with_limit(payload.len() as u64)
-        .deserialize(payload)
-        .map_err(|e| Error::Corruption {
-            key: keys::describe(key),
-            reason: format!("undecodable entry: {e}"),
-        })
+    deserialize(payload).map_err(|e| corrupt(key, format!("undecodable entry: {e}")))
 }
 
 /// The length prefix of a sequence's bare payload (as [`canonical`] writes a `Vec`),
@@ -156,7 +147,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bytes_encode_as_a_vec_of_u8_does_and_read_it_back() {
+    fn bytes_encode_like_a_vec_of_u8_and_decode_from_one() {
         let v: Vec<u8> = (0..=255).collect();
         assert_eq!(encode(&Bytes(v.clone())), encode(&v));
         let back: Bytes = decode(b"\x0bk", &encode(&v)).unwrap();

@@ -381,6 +381,12 @@ fn damaged_counters_or_a_newer_format_refuse_to_open() -> TestResult {
     Ok(())
 }
 
+/// Mail `i`: external id `m{i}`, one annotation.
+fn mail(i: u32) -> NewAsset {
+    NewAsset::text(format!("m{i}"), format!("mail number {i}"))
+        .with_label(NewLabel::annotation("alice").answer("category", Answer::class("order")))
+}
+
 /// Assets of one write are stored in runs of at most 64 ids that never cross a block
 /// of 64 (docs/format.md, "Asset runs"); later changes go to per-asset records that
 /// take precedence. Everything reads back the same before and after a reopen, and a
@@ -391,13 +397,9 @@ fn assets_read_back_through_their_runs_and_later_changes_take_precedence() -> Te
     let path = dir.path().join("db");
     let mut db = Db::open(&path)?;
     db.create_project("admin", "mail", schema(SCHEMA))?;
-    let labelled = |i: u32| {
-        NewAsset::text(format!("m{i}"), format!("mail number {i}"))
-            .with_label(NewLabel::annotation("alice").answer("category", Answer::class("order")))
-    };
     // Ids 0..10, then 10..140: runs 0 (10), 10 (54), 64 (64), 128 (12).
-    db.add_assets("admin", "mail", (0..10).map(labelled).collect())?;
-    db.add_assets("admin", "mail", (10..140).map(labelled).collect())?;
+    db.add_assets("admin", "mail", (0..10).map(mail).collect())?;
+    db.add_assets("admin", "mail", (10..140).map(mail).collect())?;
     for first in [0, 10, 64, 128] {
         assert!(db.raw_record(RecordRef::Run(AssetId(first)))?.is_some(), "run/{first}");
     }
@@ -422,7 +424,7 @@ fn assets_read_back_through_their_runs_and_later_changes_take_precedence() -> Te
         "an emptied run is removed"
     );
     // A purged external id can be added again, as a new asset.
-    let again = db.add_asset("admin", "mail", labelled(5))?;
+    let again = db.add_asset("admin", "mail", mail(5))?;
     assert_eq!(again, AssetId(140));
 
     for round in ["written", "reopened"] {
@@ -441,7 +443,7 @@ fn assets_read_back_through_their_runs_and_later_changes_take_precedence() -> Te
         let ids = db.asset_ids("mail")?;
         let want: Vec<AssetId> = (0..128).filter(|&i| i != 5).chain([140]).map(AssetId).collect();
         assert_eq!(ids, want, "{round}");
-        let report = db.add_assets("admin", "mail", vec![labelled(64), labelled(129)])?;
+        let report = db.add_assets("admin", "mail", vec![mail(64), mail(129)])?;
         assert_eq!(report.duplicates, ["m64"], "{round}");
         db.purge_asset("admin", report.added[0])?;
         let report = db.verify()?;
@@ -464,12 +466,7 @@ fn a_damaged_run_is_corruption_naming_the_run_for_the_asset_it_hit() -> TestResu
     let path = dir.path().join("db");
     let mut db = Db::open(&path)?;
     db.create_project("admin", "mail", schema(SCHEMA))?;
-    let assets = (0..70)
-        .map(|i| {
-            NewAsset::text(format!("m{i}"), format!("mail number {i}"))
-                .with_label(NewLabel::annotation("alice").answer("category", Answer::class("order")))
-        })
-        .collect();
+    let assets = (0..70).map(mail).collect();
     db.add_assets("admin", "mail", assets)?;
     let before: Vec<_> = (64..70).map(|i| db.asset(AssetId(i))).collect::<Result<_, _>>()?;
     // Flip a byte of asset 66's text inside run 64.
