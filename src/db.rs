@@ -394,11 +394,13 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
         };
         info.replayed_events = events;
         idx.forget(&touched);
+        let mut changes = index::Changes::default();
         for id in touched.iter() {
             if let Some((asset, history)) = read_for_index(store, AssetId(id)) {
-                idx.add(asset.project, asset.id, &index::derive(&asset, &history));
+                changes.add(asset.project, asset.id, index::derive(&asset, &history));
             }
         }
+        idx.apply_changes(changes);
         idx.seq = last_seq;
     }
     Ok((idx, info))
@@ -460,9 +462,11 @@ pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
         seq,
         ..Indexes::default()
     };
+    let mut changes = index::Changes::default();
     for (asset, history) in assets_with_labels(store) {
-        idx.add(asset.project, asset.id, &index::derive(&asset, &history));
+        changes.add(asset.project, asset.id, index::derive(&asset, &history));
     }
+    idx.apply_changes(changes);
     Ok(idx)
 }
 
@@ -550,7 +554,7 @@ pub(crate) struct Txn<'a> {
     batch: Batch,
     counters: Counters,
     now: u64,
-    deltas: Vec<Delta>,
+    index: index::Changes,
     text_ops: Vec<TextOp>,
     columns: column::Pending,
     /// External ids this write adds (`Some`) or removes (`None`).
@@ -588,7 +592,7 @@ impl<'a> Txn<'a> {
         self.external.push((asset.project, asset.external_id.clone(), None));
         self.columns.remove_asset(self.store, asset.id, history)?;
         self.text_ops.push(TextOp::Delete(asset.id));
-        self.deltas.push(Delta {
+        self.index.push(Delta {
             project: asset.project,
             asset: asset.id,
             before: Some(index::derive(asset, history)),
@@ -728,7 +732,7 @@ impl Db {
             batch: Batch::default(),
             counters: *guard,
             now: now_ms(),
-            deltas: Vec::new(),
+            index: index::Changes::default(),
             text_ops: Vec::new(),
             columns: column::Pending::default(),
             external: Vec::new(),
@@ -741,7 +745,7 @@ impl Db {
         let Txn {
             mut batch,
             counters,
-            deltas,
+            index: changes,
             text_ops,
             columns,
             external,
@@ -761,9 +765,7 @@ impl Db {
         }
         {
             let mut index = self.inner.index.write();
-            for d in &deltas {
-                index.apply(d);
-            }
+            index.apply_changes(changes);
             index.seq = counters.last_seq;
         }
         // The text writer only fails when its thread died; the primary write has landed,
@@ -968,12 +970,7 @@ impl Db {
                     created_seq: seq,
                 };
                 txn.columns.add_asset(txn.store, &asset, &stored)?;
-                txn.deltas.push(Delta {
-                    project: project.id,
-                    asset: id,
-                    before: None,
-                    after: Some(index::derive(&asset, &stored)),
-                });
+                txn.index.add(project.id, id, index::derive(&asset, &stored));
                 entries.push(run::Entry::new(&asset, &stored));
                 report.added.push(id);
                 // The asset is stored: its external id and text move on without a copy.
@@ -1043,7 +1040,7 @@ impl Db {
             asset.version += 1;
             txn.batch.put(keys::asset(id), &asset);
             txn.event(actor, action);
-            txn.deltas.push(Delta {
+            txn.index.push(Delta {
                 project: asset.project,
                 asset: id,
                 before: Some(before),
@@ -1215,7 +1212,7 @@ impl Db {
             );
             history.push(stored);
             txn.columns.add_label(txn.store, id, &history)?;
-            txn.deltas.push(Delta {
+            txn.index.push(Delta {
                 project: asset.project,
                 asset: id,
                 before: Some(before),

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::asset::{Asset, AssetId};
 use crate::error::Result;
 use crate::label::Label;
-use crate::store::{codec, keys, Batch, Raw, Store};
+use crate::store::codec::{self, Bytes};
+use crate::store::{keys, Batch, Raw, Store};
 
 /// A run never crosses a block of `1 << SHIFT` ids, so the run holding an id starts in
 /// that id's block.
@@ -31,10 +32,11 @@ pub(crate) const SHIFT: u32 = 6;
 pub(crate) const BLOCK: u32 = 1 << SHIFT;
 
 /// A RUN record: entry `i` is asset `first + i` (`first` is in the key) as it was added,
-/// or `None` once that asset was purged. `B` is `Vec<u8>` where it is written and
-/// `&[u8]` where it is read, so that reading one asset decodes only its entry.
+/// or `None` once that asset was purged. `B` is [`Bytes`] where it is written (encoded
+/// as one byte string, not byte by byte) and `&[u8]` where it is read, so that reading
+/// one asset decodes only its entry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Run<B = Vec<u8>> {
+pub(crate) struct Run<B = Bytes> {
     pub entries: Vec<Option<Entry<B>>>,
 }
 
@@ -43,7 +45,7 @@ pub(crate) struct Run<B = Vec<u8>> {
 /// record for a scan; a point read of one asset checks only its entry's crc, so that it
 /// does not hash the other 63 assets of the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Entry<B = Vec<u8>> {
+pub(crate) struct Entry<B = Bytes> {
     pub asset: B,
     pub labels: B,
     pub crc: u32,
@@ -54,7 +56,11 @@ impl Entry {
         let asset = codec::canonical(asset);
         let labels = codec::canonical(&labels);
         let crc = entry_crc(&asset, &labels);
-        Entry { asset, labels, crc }
+        Entry {
+            asset: Bytes(asset),
+            labels: Bytes(labels),
+            crc,
+        }
     }
 }
 
@@ -62,8 +68,8 @@ impl Entry {
     /// The entry borrowed, to decode.
     pub(crate) fn as_ref(&self) -> Entry<&[u8]> {
         Entry {
-            asset: &self.asset,
-            labels: &self.labels,
+            asset: &self.asset.0,
+            labels: &self.labels.0,
             crc: self.crc,
         }
     }
@@ -108,8 +114,8 @@ impl Entry<&[u8]> {
 
     pub(crate) fn to_owned(&self) -> Entry {
         Entry {
-            asset: self.asset.to_vec(),
-            labels: self.labels.to_vec(),
+            asset: Bytes(self.asset.to_vec()),
+            labels: Bytes(self.labels.to_vec()),
             crc: self.crc,
         }
     }
@@ -234,8 +240,8 @@ mod tests {
     #[test]
     fn runs_split_at_block_boundaries() {
         let entry = Entry {
-            asset: vec![1],
-            labels: vec![0],
+            asset: Bytes(vec![1]),
+            labels: Bytes(vec![0]),
             crc: entry_crc(&[1], &[0]),
         };
         let mut batch = Batch::default();

@@ -46,6 +46,21 @@ impl NumIndex {
         self.buckets.entry(bucket(v)).or_default().add(id);
     }
 
+    /// Inserts many values; ids of consecutive values in one bucket go in together.
+    pub(crate) fn insert_many(&mut self, values: &[(u32, f64)]) {
+        let mut ids = Vec::new();
+        let mut values = values.iter().peekable();
+        while let Some(&(id, v)) = values.next() {
+            let b = bucket(v);
+            ids.clear();
+            ids.push(id);
+            while let Some(&(id, _)) = values.next_if(|(_, v)| bucket(*v) == b) {
+                ids.push(id);
+            }
+            self.buckets.entry(b).or_default().add_many(&ids);
+        }
+    }
+
     pub(crate) fn remove(&mut self, id: u32, v: f64) {
         let b = bucket(v);
         if let Some(bm) = self.buckets.get_mut(&b) {

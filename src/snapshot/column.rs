@@ -21,7 +21,7 @@ use super::{answers_bytes, choose, hash64, split_hash, Selection};
 use crate::asset::{Asset, AssetId, Digest};
 use crate::db::assets_with_labels;
 use crate::error::Result;
-use crate::label::{Label, LabelKind, Source};
+use crate::label::{Answer, Label, LabelKind, Source};
 use crate::project::ProjectId;
 use crate::store::{codec, keys, Batch, Store};
 
@@ -191,30 +191,35 @@ pub(crate) fn base_of(selection: &Selection) -> Option<Selection> {
 /// entry says it. A selection's base is fed by the same labels, so whoever lists the
 /// selections fed by a label lists its base too, and each choice is computed once.
 fn stored_choices(selections: Vec<Selection>, history: &[Label]) -> Vec<(Selection, Option<Choice>)> {
-    let chosen: Vec<(Selection, Option<Choice>)> = selections
+    let chosen: Vec<_> = selections
         .into_iter()
         .map(|s| {
-            let c = choice(&s, history);
+            let c = choose(&s, history);
             (s, c)
         })
         .collect();
-    let revisions: Vec<(Selection, Option<u32>)> = chosen
-        .iter()
-        .map(|(s, c)| (s.clone(), c.as_ref().map(|c| c.revision)))
-        .collect();
+    let revision_of = |s: &Selection| chosen.iter().find(|(c, _)| c == s).map(|(_, c)| c.map(|c| c.0));
     chosen
-        .into_iter()
+        .iter()
         .map(|(s, c)| {
-            let revision = c.as_ref().map(|c| c.revision);
-            let as_base = base_of(&s).is_some_and(|b| revisions.contains(&(b, revision)));
-            (s, if as_base { None } else { c })
+            let as_base = base_of(s).is_some_and(|b| revision_of(&b) == Some(c.map(|c| c.0)));
+            let stored = match c {
+                Some((revision, answers)) if !as_base => choice(s, history, *revision, answers),
+                _ => None,
+            };
+            (s.clone(), stored)
         })
         .collect()
 }
 
-/// What a selection chooses over `history`.
-fn choice(selection: &Selection, history: &[Label]) -> Option<Choice> {
-    let (revision, answers) = choose(selection, history)?;
+/// The stored choice of `revision`, which `selection` chooses over `history`, with these
+/// answers.
+fn choice(
+    selection: &Selection,
+    history: &[Label],
+    revision: u32,
+    answers: &BTreeMap<String, Answer>,
+) -> Option<Choice> {
     let upto = history.iter().rposition(|l| feeds(l, selection))? as u32 + 1;
     let answers = answers_bytes(answers);
     Some(Choice {
