@@ -83,7 +83,7 @@ impl DbBuilder {
         let path = path.as_ref().to_path_buf();
         let (store, format) = Store::open(&path, self.cache_bytes)?;
         if format < FORMAT_VERSION {
-            upgrade(&store)?;
+            upgrade(&store, format)?;
         }
         let counters = store.counters()?;
         let mut projects = Projects::default();
@@ -117,13 +117,21 @@ impl DbBuilder {
     }
 }
 
-/// Brings a database of an older format to [`FORMAT_VERSION`]. Format 1 had no
-/// selection columns and format 2's FACTS had no project; format 3 keeps external ids in
-/// memory instead of EXTERNAL records. The columns are derived again and the EXTERNAL
-/// records removed, with the new format version in the last batch (an interrupted
-/// upgrade runs again on the next open). The asset and label records stay: format 3
-/// reads them as they are.
-fn upgrade(store: &Store) -> Result<()> {
+/// Brings a database of an older format to [`FORMAT_VERSION`], writing the new format
+/// version in the last batch (an interrupted upgrade runs again on the next open).
+/// Format 1 had no selection columns and format 2's FACTS had no project: their columns
+/// are derived again, and their EXTERNAL records removed (format 3 keeps external ids in
+/// memory); their asset and label records stay, read as they are. Format 3's runs listed
+/// their entries; format 4's have an offset table: the runs are rewritten.
+fn upgrade(store: &Store, from: u32) -> Result<()> {
+    let format_record = |b: &mut Batch| b.put(keys::meta(keys::meta::FORMAT), &FORMAT_VERSION);
+    if from >= 3 {
+        run::upgrade(store, 256)?;
+        let mut b = Batch::default();
+        format_record(&mut b);
+        store.apply(b)?;
+        return store.flush();
+    }
     let mut external = Vec::new();
     for k in store.scan_keys(&[keys::tag::EXTERNAL]) {
         external.push(k?);
@@ -132,7 +140,7 @@ fn upgrade(store: &Store) -> Result<()> {
         for k in external {
             b.remove(k);
         }
-        b.put(keys::meta(keys::meta::FORMAT), &FORMAT_VERSION);
+        format_record(b);
     })?;
     store.flush()
 }
@@ -680,6 +688,20 @@ impl Db {
             }
         }
         b.put(keys::meta(keys::meta::FORMAT), &1u32);
+        store.apply(b)?;
+        store.flush()
+    }
+
+    /// Test hook: writes the runs in format 3's layout and marks the database format 3,
+    /// as format 3 left it, for the upgrade on the next open to convert. Not part of the
+    /// stable API.
+    #[doc(hidden)]
+    pub fn downgrade_to_format_3(&self) -> Result<()> {
+        let _writer = self.inner.writer.lock();
+        let store = &self.inner.store;
+        run::downgrade_to_format_3(store)?;
+        let mut b = Batch::default();
+        b.put(keys::meta(keys::meta::FORMAT), &3u32);
         store.apply(b)?;
         store.flush()
     }

@@ -50,7 +50,8 @@ pub fn decode_record(bytes: &[u8]) {
     one::<Run>(bytes);
     // A run as reads go: borrowed, then each entry's asset and labels.
     if let Ok(run) = codec::decode::<Run<&[u8]>>(b"\x13fuzz", bytes) {
-        for e in run.entries.iter().flatten() {
+        let _ = run.shape_problem();
+        for e in run.entries(b"\x13fuzz").flatten().flatten() {
             let _ = e.asset(b"\x13fuzz");
             let _ = e.labels(b"\x13fuzz");
         }

@@ -32,12 +32,146 @@ pub(crate) const SHIFT: u32 = 6;
 pub(crate) const BLOCK: u32 = 1 << SHIFT;
 
 /// A RUN record: entry `i` is asset `first + i` (`first` is in the key) as it was added,
-/// or `None` once that asset was purged. `B` is [`Bytes`] where it is written (encoded
-/// as one byte string, not byte by byte) and `&[u8]` where it is read, so that reading
-/// one asset decodes only its entry.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// or empty once that asset was purged. `body` holds the entries' bare bincode payloads
+/// end to end; `offsets` holds `n + 1` little-endian `u32` offsets into it, from 0 to its
+/// length, entry `i` being `body[offsets[i]..offsets[i + 1]]`. So a point read looks up
+/// two offsets and decodes one entry: format 3 stored a list of entries, whose decoding
+/// touched a cache line per entry and was most of a random read's time. `layout` is
+/// always [`LAYOUT`]. `B` is [`Bytes`] where it is written and `&[u8]` where it is read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Run<B = Bytes> {
-    pub entries: Vec<Option<Entry<B>>>,
+    layout: u8,
+    offsets: B,
+    body: B,
+}
+
+/// The first byte of a run's payload: a varint that bincode never writes, so that no
+/// format-3 run (which starts with its entry count, 1 to 64) reads as one of these, nor
+/// one of these as a format-3 run.
+const LAYOUT: u8 = 0xff;
+
+impl Run {
+    /// Packs entries (`None`: a purged asset).
+    fn pack(entries: impl IntoIterator<Item = Option<Entry>>) -> Run {
+        let mut offsets = vec![0u8; 4];
+        let mut body = Vec::new();
+        for e in entries {
+            if let Some(e) = e {
+                codec::canonical_into(&mut body, &e);
+            }
+            // A run holds at most 64 entries of an asset record and its labels each,
+            // which a record's size limit (sled's, far below 4 GiB) keeps within u32.
+            offsets.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        }
+        Run {
+            layout: LAYOUT,
+            offsets: Bytes(offsets),
+            body: Bytes(body),
+        }
+    }
+}
+
+impl<'a> Run<&'a [u8]> {
+    /// How many entries the run has room for (purged ones included).
+    pub(crate) fn len(&self) -> usize {
+        (self.offsets.len() / 4).saturating_sub(1)
+    }
+
+    fn offset(&self, i: usize) -> Option<usize> {
+        let bytes = self.offsets.get(4 * i..4 * i + 4)?;
+        <[u8; 4]>::try_from(bytes).ok().map(|b| u32::from_le_bytes(b) as usize)
+    }
+
+    /// Entry `i`: `None` if the asset was purged or `i` is past the end; `key` names the
+    /// run in an error.
+    pub(crate) fn entry(&self, i: usize, key: &[u8]) -> Result<Option<Entry<&'a [u8]>>> {
+        let (Some(start), Some(end)) = (self.offset(i), self.offset(i + 1)) else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.body.get(start..end) else {
+            return Err(codec::corrupt(
+                key,
+                format!(
+                    "entry {i} at {start}..{end} lies outside the run's {} bytes",
+                    self.body.len()
+                ),
+            ));
+        };
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        codec::decode_payload(key, bytes).map(Some)
+    }
+
+    /// Every entry in order.
+    pub(crate) fn entries<'k>(&self, key: &'k [u8]) -> impl Iterator<Item = Result<Option<Entry<&'a [u8]>>>> + 'k
+    where
+        'a: 'k,
+    {
+        let run = self.clone();
+        (0..self.len()).map(move |i| run.entry(i, key))
+    }
+
+    /// What is wrong with the run's shape, if anything: its layout byte, an offset table
+    /// that is not whole `u32`s, holds no entry, or does not ascend from 0 to the body's
+    /// length.
+    pub(crate) fn shape_problem(&self) -> Option<String> {
+        if self.layout != LAYOUT {
+            return Some(format!("layout {:#04x}, expected {LAYOUT:#04x}", self.layout));
+        }
+        if self.offsets.len() % 4 != 0 || self.len() == 0 {
+            return Some(format!("an offset table of {} bytes", self.offsets.len()));
+        }
+        let offsets: Vec<usize> = (0..=self.len()).filter_map(|i| self.offset(i)).collect();
+        let ascending = offsets.windows(2).all(|w| w[0] <= w[1]);
+        if offsets.first() != Some(&0) || offsets.last() != Some(&self.body.len()) || !ascending {
+            return Some(format!(
+                "offsets {offsets:?} do not ascend from 0 to the body's {} bytes",
+                self.body.len()
+            ));
+        }
+        None
+    }
+}
+
+/// The layout of format 3, read only to upgrade it (and written by a test hook).
+#[derive(Serialize, Deserialize)]
+struct Format3Run<B> {
+    entries: Vec<Option<Entry<B>>>,
+}
+
+/// Test hook: rewrites every run in format 3's layout.
+pub(crate) fn downgrade_to_format_3(store: &Store) -> Result<()> {
+    let mut batch = Batch::default();
+    for raw in store.scan_undecoded(&[keys::tag::RUN]) {
+        let raw = raw?;
+        let run: Run<&[u8]> = raw.decode()?;
+        let entries = run.entries(raw.key()).collect::<Result<Vec<_>>>()?;
+        batch.put(raw.key().to_vec(), &Format3Run { entries });
+    }
+    store.apply(batch)
+}
+
+/// Rewrites every format-3 run in the current layout, in batches of `batch_size` runs.
+/// A run that is in the current layout already (an interrupted upgrade) or that does not
+/// decode (`verify` names it) stays as it is.
+pub(crate) fn upgrade(store: &Store, batch_size: usize) -> Result<()> {
+    let mut batch = Batch::default();
+    let mut pending = 0;
+    for raw in store.scan_undecoded(&[keys::tag::RUN]) {
+        let raw = raw?;
+        let Ok(old) = raw.decode::<Format3Run<&[u8]>>() else {
+            continue;
+        };
+        let run = Run::pack(old.entries.iter().map(|e| e.as_ref().map(Entry::to_owned)));
+        batch.put(raw.key().to_vec(), &run);
+        pending += 1;
+        if pending == batch_size {
+            store.apply(std::mem::take(&mut batch))?;
+            pending = 0;
+        }
+    }
+    store.apply(batch)
 }
 
 /// One asset of a run: its record and its first labels, each a bare bincode payload
@@ -128,9 +262,7 @@ pub(crate) fn put(batch: &mut Batch, first: AssetId, entries: Vec<Entry>) {
     let mut entries = entries.into_iter().peekable();
     while entries.peek().is_some() {
         let room = BLOCK - (id & (BLOCK - 1));
-        let run = Run {
-            entries: entries.by_ref().take(room as usize).map(Some).collect(),
-        };
+        let run = Run::pack(entries.by_ref().take(room as usize).map(Some));
         batch.put(keys::run(AssetId(id)), &run);
         id = id.wrapping_add(room);
     }
@@ -165,10 +297,11 @@ fn with_entry<T>(store: &Store, id: AssetId, f: impl FnOnce(&Entry<&[u8]>, &[u8]
         return Ok(None);
     };
     let run: Run<&[u8]> = codec::decode_without_crc(raw.key(), raw.value())?;
-    match slot(raw.key(), id).and_then(|i| run.entries.get(i)) {
-        Some(Some(entry)) => f(entry, raw.key()).map(Some),
-        _ => Ok(None),
-    }
+    let entry = match slot(raw.key(), id) {
+        Some(i) => run.entry(i, raw.key())?,
+        None => None,
+    };
+    entry.map(|e| f(&e, raw.key())).transpose()
 }
 
 /// `id`'s run entry, copied out, with its run's key; `None` if no run holds it.
@@ -197,14 +330,20 @@ pub(crate) fn remove(store: &Store, batch: &mut Batch, id: AssetId) -> Result<()
     let Some(raw) = find(store, id)? else {
         return Ok(());
     };
-    let mut run: Run = raw.decode()?;
-    if let Some(entry) = slot(raw.key(), id).and_then(|i| run.entries.get_mut(i)) {
-        *entry = None;
+    let run: Run<&[u8]> = raw.decode()?;
+    let purged = slot(raw.key(), id);
+    let mut entries = Vec::with_capacity(run.len());
+    for (i, e) in run.entries(raw.key()).enumerate() {
+        entries.push(if Some(i) == purged {
+            None
+        } else {
+            e?.map(|e| e.to_owned())
+        });
     }
-    if run.entries.iter().all(Option::is_none) {
+    if entries.iter().all(Option::is_none) {
         batch.remove(raw.key().to_vec());
     } else {
-        batch.put(raw.key().to_vec(), &run);
+        batch.put(raw.key().to_vec(), &Run::pack(entries));
     }
     Ok(())
 }
@@ -219,11 +358,10 @@ pub(crate) fn scan(store: &Store) -> impl Iterator<Item = (AssetId, Asset, Vec<L
             let first = first_of(raw.key());
             let decoded: Vec<_> = match (first, raw.decode::<Run<&[u8]>>()) {
                 (Some(first), Ok(run)) => run
-                    .entries
-                    .iter()
+                    .entries(raw.key())
                     .zip(first..)
                     .filter_map(|(e, id)| {
-                        let e = e.as_ref()?;
+                        let e = e.ok()??;
                         Some((AssetId(id), e.asset(raw.key()).ok()?, e.labels(raw.key()).ok()?))
                     })
                     .collect(),
@@ -254,7 +392,8 @@ mod tests {
             .map(|raw| {
                 let raw = raw.unwrap();
                 let run: Run<&[u8]> = raw.decode().unwrap();
-                (first_of(raw.key()).unwrap(), run.entries.len())
+                assert_eq!(run.shape_problem(), None);
+                (first_of(raw.key()).unwrap(), run.len())
             })
             .collect();
         assert_eq!(runs, [(60, 4), (64, 64), (128, 2)]);

@@ -46,7 +46,7 @@ impl Checker {
         }
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&mut self, k: &[u8], v: &[u8]) -> Option<T> {
+    fn decode<'v, T: serde::Deserialize<'v>>(&mut self, k: &[u8], v: &'v [u8]) -> Option<T> {
         match codec::decode(k, v) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -143,7 +143,7 @@ impl Db {
                     }
                 }
                 tag::RUN => {
-                    if let Some(run) = c.decode::<Run>(&k, &v) {
+                    if let Some(run) = c.decode::<Run<&[u8]>>(&k, &v) {
                         check_run(&mut c, &k, &run, &mut labels_with_source);
                     }
                 }
@@ -448,22 +448,32 @@ fn immutable(a: &Asset) -> (ProjectId, &str, &crate::asset::Content, crate::asse
     (a.project, &a.external_id, &a.content, a.digest, a.created_seq)
 }
 
-/// Checks a run record: within one block, not empty, every entry decodes and holds the
-/// asset of its position and revisions from 0. Adds its labels' source-index keys to
-/// `labels_with_source`.
-fn check_run(c: &mut Checker, k: &[u8], run: &Run, labels_with_source: &mut Vec<(Vec<u8>, LabelId)>) {
+/// Checks a run record: well formed, within one block, not empty, every entry decodes
+/// and holds the asset of its position and revisions from 0. Adds its labels'
+/// source-index keys to `labels_with_source`.
+fn check_run(c: &mut Checker, k: &[u8], run: &Run<&[u8]>, labels_with_source: &mut Vec<(Vec<u8>, LabelId)>) {
     let name = keys::describe(k);
     let Some(first) = run::first_of(k) else {
         c.problem(format!("{name}: short key"));
         return;
     };
-    let len = run.entries.len() as u64;
-    if len == 0 || u64::from(first & (run::BLOCK - 1)) + len > u64::from(run::BLOCK) {
+    if let Some(problem) = run.shape_problem() {
+        c.problem(format!("{name}: {problem}"));
+        return;
+    }
+    let len = run.len() as u64;
+    if u64::from(first & (run::BLOCK - 1)) + len > u64::from(run::BLOCK) {
         c.problem(format!("{name}: {len} entries do not fit its block"));
     }
-    for (entry, id) in run.entries.iter().zip(first..) {
-        let Some(e) = entry else { continue };
-        let e = e.as_ref();
+    for (entry, id) in run.entries(k).zip(first..) {
+        let e = match entry {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(err) => {
+                c.problem(err.to_string());
+                continue;
+            }
+        };
         let decoded = e.asset(k).and_then(|a| Ok((a, e.labels(k)?)));
         let (a, labels) = match decoded {
             Ok(d) => d,

@@ -405,8 +405,8 @@ impl Db {
                 continue;
             };
             let run: run::Run<&[u8]> = raw.decode()?;
-            for (entry, id) in run.entries.iter().zip(start..) {
-                if let (Some(e), Some(i)) = (entry, slot(id)) {
+            for (entry, id) in run.entries(raw.key()).zip(start..) {
+                if let (Some(e), Some(i)) = (entry?, slot(id)) {
                     fetched[i].entry = Some((raw.key().to_vec(), e.to_owned()));
                 }
             }

@@ -43,6 +43,14 @@ pub(crate) fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
     options().serialize(value).unwrap_or_default()
 }
 
+/// Appends the bare bincode payload of a value to `out` (as [`canonical`] would return it).
+pub(crate) fn canonical_into<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    // As in `encode`: serializing our own types into a Vec cannot fail.
+    if let Err(e) = options().serialize_into(out, value) {
+        unreachable!("bincode serialization into a Vec failed: {e}");
+    }
+}
+
 /// Decodes a record stored under `key`, checking its crc and version. A type that
 /// borrows (`&str`, `&[u8]` fields) borrows from `bytes` instead of copying.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Result<T> {

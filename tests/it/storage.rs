@@ -502,3 +502,80 @@ fn a_damaged_run_is_corruption_naming_the_run_for_the_asset_it_hit() -> TestResu
     }
     Ok(())
 }
+
+/// A run's offset table pointing outside its body (a damaged record): reading the two
+/// assets whose entries that offset bounds is Corruption naming the run, not a panic;
+/// the run's other assets read as they were; `verify` names the run.
+#[test]
+fn a_run_whose_offset_table_is_damaged_is_corruption_naming_the_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path().join("db"))?;
+    db.create_project("admin", "mail", schema(SCHEMA))?;
+    db.add_assets("admin", "mail", (0..70).map(mail).collect())?;
+    // Run 64 holds 6 entries: record version, layout byte, the table's length (28) and
+    // its 7 little-endian offsets. Entry 3 (asset 67) starts at the fourth offset.
+    let mut bytes = db.raw_record(RecordRef::Run(AssetId(64)))?.ok_or("no run/64")?;
+    assert_eq!(bytes[1..3], [0xff, 28], "layout byte and table length");
+    bytes[3 + 3 * 4 + 3] = 0x7f;
+    db.damage_record(RecordRef::Run(AssetId(64)), &bytes)?;
+    for id in [66, 67] {
+        expect_corruption(db.asset(AssetId(id)).map(drop), "run/64", &format!("asset {id}"));
+    }
+    for id in [64, 65, 68, 69] {
+        assert_eq!(db.asset(AssetId(id))?.external_id, format!("m{id}"));
+    }
+    let report = db.verify()?;
+    assert!(
+        report.problems.iter().any(|p| p.contains("run/64")),
+        "verify does not name run/64: {:?}",
+        report.problems
+    );
+    Ok(())
+}
+
+/// Format 3 listed a run's entries; format 4 gives runs an offset table. Opening a
+/// format-3 database rewrites its runs (purged entries included) and every asset, its
+/// history and every other read come back the same.
+#[test]
+fn a_format_3_database_has_its_runs_rewritten_when_opened_and_reads_the_same() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let db = Db::open(&path)?;
+    db.create_project("admin", "mail", schema(SCHEMA))?;
+    db.add_assets("admin", "mail", (0..10).map(mail).collect())?;
+    db.add_assets("admin", "mail", (10..140).map(mail).collect())?;
+    db.purge_asset("admin", AssetId(5))?;
+    db.set_status("rita", AssetId(20), Status::Reviewed)?;
+    db.add_label(
+        AssetId(70),
+        NewLabel::annotation("bob").answer("category", Answer::class("complaint")),
+    )?;
+    let read_all = |db: &Db| -> Result<Vec<_>, Error> {
+        (0..140)
+            .map(|i| Ok((db.asset(AssetId(i)).ok(), db.history(AssetId(i)).ok())))
+            .collect()
+    };
+    let before = read_all(&db)?;
+    assert!(before[5].0.is_none() && before[70].1.as_ref().is_some_and(|h| h.len() == 2));
+    db.downgrade_to_format_3()?;
+    let report = db.verify()?;
+    assert!(
+        report.problems.iter().any(|p| p.contains("format version 3")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems.iter().any(|p| p.contains("run/0")),
+        "verify reads a format-3 run as damaged: {:?}",
+        report.problems
+    );
+    drop(db);
+    let db = crate::reopen(&path)?;
+    assert_eq!(read_all(&db)?, before);
+    let run = db.raw_record(RecordRef::Run(AssetId(0)))?.ok_or("no run/0")?;
+    assert_eq!(run[1], 0xff, "run/0 is in format 4's layout");
+    let report = db.verify()?;
+    assert!(report.is_clean(), "after the upgrade: {:?}", report.problems);
+    assert_eq!(db.asset_by_external_id("mail", "m63")?.id, AssetId(63));
+    Ok(())
+}
