@@ -780,7 +780,7 @@ impl Db {
         if let Some(map) = self.inner.external.write().as_mut() {
             for (project, external_id, id) in external {
                 match id {
-                    Some(id) => map.insert(project, &external_id, id),
+                    Some(id) => map.insert(project, external_id, id),
                     None => map.remove(project, &external_id),
                 }
             }

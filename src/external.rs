@@ -45,7 +45,7 @@ impl ExternalIds {
     pub(crate) fn from_records(store: &Store) -> ExternalIds {
         let mut map = ExternalIds::default();
         for (asset, _) in crate::db::assets_with_labels(store) {
-            map.insert(asset.project, &asset.external_id, asset.id);
+            map.insert(asset.project, asset.external_id, asset.id);
         }
         map
     }
@@ -54,7 +54,8 @@ impl ExternalIds {
         self.by_project.get(&project)?.get(external_id).copied()
     }
 
-    pub(crate) fn insert(&mut self, project: ProjectId, external_id: &str, id: AssetId) {
+    /// Maps an external id (borrowed, or owned: then it is not copied) to `id`.
+    pub(crate) fn insert(&mut self, project: ProjectId, external_id: impl Into<Box<str>>, id: AssetId) {
         self.by_project
             .entry(project)
             .or_default()
