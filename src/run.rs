@@ -59,8 +59,9 @@ impl Run {
             if let Some(e) = e {
                 codec::canonical_into(&mut body, &e);
             }
-            // A run holds at most 64 entries of an asset record and its labels each,
-            // which a record's size limit (sled's, far below 4 GiB) keeps within u32.
+            // `put` ends a run before it passes MAX_BYTES, far below 4 GiB (one entry
+            // alone cannot come near it: it is an asset of at most 16 MiB of text and
+            // the labels it came with, all held in memory by the add).
             offsets.extend_from_slice(&(body.len() as u32).to_le_bytes());
         }
         Run {
@@ -85,6 +86,9 @@ impl<'a> Run<&'a [u8]> {
     /// Entry `i`: `None` if the asset was purged or `i` is past the end; `key` names the
     /// run in an error.
     pub(crate) fn entry(&self, i: usize, key: &[u8]) -> Result<Option<Entry<&'a [u8]>>> {
+        if self.layout != LAYOUT {
+            return Err(codec::corrupt(key, format!("run layout {:#04x}", self.layout)));
+        }
         let (Some(start), Some(end)) = (self.offset(i), self.offset(i + 1)) else {
             return Ok(None);
         };
@@ -255,16 +259,30 @@ impl Entry<&[u8]> {
     }
 }
 
-/// Puts the entries of consecutive assets from `first` into the batch, one run per
-/// block they touch.
+/// The most entry bytes a run takes before the next entry starts another run.
+const MAX_BYTES: usize = 64 << 20;
+
+/// Puts the entries of consecutive assets from `first` into the batch: one run per block
+/// they touch, or more where a run would pass `max_bytes`.
 pub(crate) fn put(batch: &mut Batch, first: AssetId, entries: Vec<Entry>) {
-    let mut id = first.0;
-    let mut entries = entries.into_iter().peekable();
-    while entries.peek().is_some() {
-        let room = BLOCK - (id & (BLOCK - 1));
-        let run = Run::pack(entries.by_ref().take(room as usize).map(Some));
-        batch.put(keys::run(AssetId(id)), &run);
-        id = id.wrapping_add(room);
+    put_within(batch, first, entries, MAX_BYTES);
+}
+
+fn put_within(batch: &mut Batch, first: AssetId, entries: Vec<Entry>, max_bytes: usize) {
+    let mut start = first.0;
+    let mut run = Vec::new();
+    let mut bytes = 0;
+    for (e, id) in entries.into_iter().zip(first.0..) {
+        let size = e.asset.0.len() + e.labels.0.len();
+        if !run.is_empty() && (id & (BLOCK - 1) == 0 || bytes + size > max_bytes) {
+            batch.put(keys::run(AssetId(start)), &Run::pack(run.drain(..).map(Some)));
+            (start, bytes) = (id, 0);
+        }
+        bytes += size;
+        run.push(e);
+    }
+    if !run.is_empty() {
+        batch.put(keys::run(AssetId(start)), &Run::pack(run.into_iter().map(Some)));
     }
 }
 
@@ -397,7 +415,18 @@ mod tests {
             })
             .collect();
         assert_eq!(runs, [(60, 4), (64, 64), (128, 2)]);
+        // A byte limit starts a run early: two entries of 2 bytes fit in 5, a third not.
+        let mut batch = Batch::default();
+        put_within(&mut batch, AssetId(200), vec![entry.clone(); 5], 5);
+        store.apply(batch).unwrap();
+        let firsts: Vec<u32> = store
+            .scan_keys(&[keys::tag::RUN])
+            .filter_map(|k| first_of(&k.unwrap()))
+            .filter(|&first| first >= 200)
+            .collect();
+        assert_eq!(firsts, [200, 202, 204]);
         let holder = |id| find(&store, AssetId(id)).unwrap().map(|r| first_of(r.key()).unwrap());
+        assert_eq!(holder(203), Some(202));
         assert_eq!(holder(59), None);
         assert_eq!(holder(63), Some(60));
         assert_eq!(holder(64), Some(64));
