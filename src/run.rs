@@ -391,7 +391,41 @@ pub(crate) fn scan(store: &Store) -> impl Iterator<Item = (AssetId, Asset, Vec<L
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever entries a run packs (purged ones included) read back one by one,
+        /// through the stored encoding, and the run's shape checks out.
+        #[test]
+        fn packed_entries_read_back_one_by_one(
+            entries in prop::collection::vec(
+                prop::option::of((prop::collection::vec(any::<u8>(), 0..40), prop::collection::vec(any::<u8>(), 0..40))),
+                1..=64,
+            )
+        ) {
+            let entries: Vec<Option<Entry>> = entries
+                .into_iter()
+                .map(|e| {
+                    e.map(|(asset, labels)| Entry {
+                        crc: entry_crc(&asset, &labels),
+                        asset: Bytes(asset),
+                        labels: Bytes(labels),
+                    })
+                })
+                .collect();
+            let stored = codec::encode(&Run::pack(entries.clone()));
+            let run: Run<&[u8]> = codec::decode(b"\x13test", &stored).unwrap();
+            prop_assert_eq!(run.shape_problem(), None);
+            prop_assert_eq!(run.len(), entries.len());
+            for (i, want) in entries.iter().enumerate() {
+                let got = run.entry(i, b"\x13test").unwrap().map(|e| e.to_owned());
+                prop_assert_eq!(&got, want);
+            }
+            prop_assert_eq!(run.entry(entries.len(), b"\x13test").unwrap(), None);
+        }
+    }
 
     #[test]
     fn runs_split_at_block_boundaries() {
