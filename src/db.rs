@@ -402,13 +402,10 @@ fn load_indexes(store: &Store, last_seq: Seq) -> Result<(Indexes, IndexInfo)> {
         };
         info.replayed_events = events;
         idx.forget(&touched);
-        let mut changes = index::Changes::default();
-        for id in touched.iter() {
-            if let Some((asset, history)) = read_for_index(store, AssetId(id)) {
-                changes.add(asset.project, asset.id, index::derive(&asset, &history));
-            }
-        }
-        idx.apply_changes(changes);
+        add_derived(
+            &mut idx,
+            touched.iter().filter_map(|id| read_for_index(store, AssetId(id))),
+        );
         idx.seq = last_seq;
     }
     Ok((idx, info))
@@ -470,12 +467,21 @@ pub(crate) fn rebuild_indexes(store: &Store, seq: Seq) -> Result<Indexes> {
         seq,
         ..Indexes::default()
     };
+    add_derived(&mut idx, assets_with_labels(store));
+    Ok(idx)
+}
+
+/// Adds the entries of assets that the indexes do not hold (a rebuild's, or a replay's
+/// once it forgot them), in bulk, a chunk at a time.
+fn add_derived(idx: &mut Indexes, assets: impl Iterator<Item = (Asset, Vec<Label>)>) {
     let mut changes = index::Changes::default();
-    for (asset, history) in assets_with_labels(store) {
+    for (asset, history) in assets {
         changes.add(asset.project, asset.id, index::derive(&asset, &history));
+        if changes.len() == index::REBUILD_CHUNK {
+            idx.apply_changes(std::mem::take(&mut changes));
+        }
     }
     idx.apply_changes(changes);
-    Ok(idx)
 }
 
 /// An asset and its history for re-deriving its index entries; `None` if it is gone or

@@ -160,7 +160,16 @@ impl Changes {
     pub(crate) fn push(&mut self, delta: Delta) {
         self.deltas.push(delta);
     }
+
+    /// How many assets the changes hold.
+    pub(crate) fn len(&self) -> usize {
+        self.added.values().map(|a| a.all.len()).sum::<usize>() + self.deltas.len()
+    }
 }
+
+/// How many new assets a rebuild groups before it applies them: enough for bulk adds,
+/// few enough that the grouped ids stay small (~100 bytes an asset).
+pub(crate) const REBUILD_CHUNK: usize = 1 << 16;
 
 /// All derived bitmap indexes and the seq they reflect.
 #[derive(Clone, Debug, Default, PartialEq)]
