@@ -197,25 +197,26 @@ impl Inner {
     /// write lands while the map is built; a write before it is built leaves it unbuilt,
     /// and the build then reads that write.
     pub(crate) fn external(&self, _writer: &Counters) -> Result<MappedRwLockReadGuard<'_, ExternalIds>> {
-        if self.external.read().is_none() {
-            let built = ExternalIds::load(&self.store)?;
-            self.external.write().get_or_insert(built);
+        loop {
+            if let Some(map) = self.built_external() {
+                return Ok(map);
+            }
+            // Only `repair_indexes`, which holds the writer lock too, unbuilds it: this
+            // runs once.
+            *self.external.write() = Some(ExternalIds::load(&self.store)?);
         }
-        Ok(RwLockReadGuard::map(self.external.read(), |m| {
-            m.as_ref().expect("built above, under the writer lock")
-        }))
     }
 
     /// [`Inner::external`] for a reader: takes the writer lock only to build the map.
     pub(crate) fn external_for_read(&self) -> Result<MappedRwLockReadGuard<'_, ExternalIds>> {
-        if self.external.read().is_none() {
-            let writer = self.writer.lock();
-            drop(self.external(&writer)?);
+        match self.built_external() {
+            Some(map) => Ok(map),
+            None => self.external(&self.writer.lock()),
         }
-        Ok(RwLockReadGuard::map(self.external.read(), |m| {
-            m.as_ref()
-                .expect("built above, and never unbuilt but by repair under the writer lock")
-        }))
+    }
+
+    fn built_external(&self) -> Option<MappedRwLockReadGuard<'_, ExternalIds>> {
+        RwLockReadGuard::try_map(self.external.read(), Option::as_ref).ok()
     }
 
     /// Writes a checkpoint even if the seq did not move (after a repair).
@@ -500,9 +501,7 @@ pub(crate) fn load_with_history(store: &Store, id: AssetId) -> Result<Option<(As
     let Some(asset) = store.get(&keys::asset(id))?.or(added) else {
         return Ok(None);
     };
-    for kv in store.scan::<Label>(&keys::labels_of(id)) {
-        history.push(kv?.1);
-    }
+    push_later_labels(store, id, &mut history)?;
     Ok(Some((asset, history)))
 }
 
@@ -517,10 +516,16 @@ pub(crate) fn load_asset(store: &Store, id: AssetId) -> Result<Option<Asset>> {
 /// An asset's labels in revision order: those it was added with, then its LABEL records.
 pub(crate) fn read_history(store: &Store, asset: AssetId) -> Result<Vec<Label>> {
     let mut history = run::labels(store, asset)?;
+    push_later_labels(store, asset, &mut history)?;
+    Ok(history)
+}
+
+/// Appends an asset's LABEL records (the revisions added after the asset) to `history`.
+fn push_later_labels(store: &Store, asset: AssetId, history: &mut Vec<Label>) -> Result<()> {
     for kv in store.scan::<Label>(&keys::labels_of(asset)) {
         history.push(kv?.1);
     }
-    Ok(history)
+    Ok(())
 }
 
 /// One label: its LABEL record, or its entry in its asset's run.

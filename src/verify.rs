@@ -73,7 +73,6 @@ impl Db {
         let mut assets: HashSet<AssetId> = HashSet::new();
         let mut external_ids: HashSet<(ProjectId, String)> = HashSet::new();
         let mut labelled: HashSet<AssetId> = HashSet::new();
-        let mut stored_columns: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut source_index: HashSet<Vec<u8>> = HashSet::new();
         let mut labels_with_source: Vec<(Vec<u8>, LabelId)> = Vec::new();
         let mut event_refs: Vec<(Vec<u8>, u64)> = Vec::new();
@@ -193,7 +192,8 @@ impl Db {
                     if ordered == Some(false) {
                         c.problem(format!("{}: slots out of order", keys::describe(&k)));
                     }
-                    stored_columns.push((k, v));
+                    // Compared with what the assets give once the merged pass below has
+                    // read them (runs sort after the columns).
                 }
                 _ => c.problem(format!("unknown key {}", keys::describe(&k))),
             }
@@ -223,9 +223,13 @@ impl Db {
                 c.problem(format!("labels belong to missing asset {id}"));
             }
         }
-        for (k, v) in stored_columns {
-            if let Some(p) = columns.stored(&k, &v) {
-                c.problem(p);
+        // Read again rather than held since the raw scan: they are ~100 bytes an asset.
+        for t in [tag::FACTS, tag::CHOICES] {
+            for raw in store.scan_undecoded(&[t]) {
+                let raw = raw?;
+                if let Some(p) = columns.stored(raw.key(), raw.value()) {
+                    c.problem(p);
+                }
             }
         }
         for p in columns.missing() {

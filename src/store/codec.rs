@@ -143,11 +143,7 @@ pub(crate) fn decode_payload<'a, T: Deserialize<'a>>(key: &[u8], payload: &'a [u
 /// The length prefix of a sequence's bare payload (as [`canonical`] writes a `Vec`),
 /// without decoding its elements; `None` if the bytes do not start with one.
 pub(crate) fn sequence_len(payload: &[u8]) -> Option<u64> {
-    bincode::DefaultOptions::new()
-        .with_varint_encoding()
-        .allow_trailing_bytes()
-        .deserialize(payload)
-        .ok()
+    options().allow_trailing_bytes().deserialize(payload).ok()
 }
 
 #[cfg(test)]

@@ -183,12 +183,12 @@ pub(crate) fn model(project: ProjectId, name: &str, version: &str) -> Vec<u8> {
     k
 }
 
-/// The FACTS block of assets `block << BLOCK_SHIFT ..` (see `snapshot::column`).
 /// The run of assets starting at `first` (see `crate::run`).
 pub(crate) fn run(first: AssetId) -> Vec<u8> {
     with_tag(tag::RUN, &first.0.to_be_bytes())
 }
 
+/// The FACTS block of assets `block << BLOCK_SHIFT ..` (see `snapshot::column`).
 pub(crate) fn facts(block: u32) -> Vec<u8> {
     with_tag(tag::FACTS, &block.to_be_bytes())
 }
