@@ -123,7 +123,7 @@ impl<'a> Run<&'a [u8]> {
         if self.layout != LAYOUT {
             return Some(format!("layout {:#04x}, expected {LAYOUT:#04x}", self.layout));
         }
-        if self.offsets.len() % 4 != 0 || self.len() == 0 {
+        if !self.offsets.len().is_multiple_of(4) || self.len() == 0 {
             return Some(format!("an offset table of {} bytes", self.offsets.len()));
         }
         let offsets: Vec<usize> = (0..=self.len()).filter_map(|i| self.offset(i)).collect();

@@ -404,12 +404,12 @@ mod tests {
         e.keys
             .insert(Key::Status([Status::Todo, Status::Labeled][i as usize % 2]));
         e.keys.insert(Key::Author(format!("a{}", i % 3)));
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             e.keys.insert(Key::Honeypot);
         }
         e.nums.insert(NumKey::Priority, 1.0);
         e.nums.insert(NumKey::Seconds, f64::from(i) * 1.5);
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             e.nums.insert(NumKey::Labels, f64::from(i % 2));
         }
         e

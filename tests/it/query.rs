@@ -328,7 +328,7 @@ fn new_label(g: &LabelGen, text: &str) -> NewLabel {
         }
     }
     if kind == LabelKind::Review {
-        l.verdict = Some(if g.seconds % 2 == 0 {
+        l.verdict = Some(if g.seconds.is_multiple_of(2) {
             Verdict::Accept
         } else {
             Verdict::Reject
@@ -1466,7 +1466,7 @@ fn killed_writer_child() -> TestResult {
         child_write(&db, &ids, i)?;
         i += 1;
         // A flush after the first write (the parent starts its clock then), then rarely.
-        if i == 1 || i % 100 == 0 {
+        if i == 1 || i.is_multiple_of(100) {
             db.flush()?;
             std::fs::write(&tmp, db.last_seq().to_string())?;
             std::fs::rename(&tmp, &marker)?;
