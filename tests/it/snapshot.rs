@@ -1408,7 +1408,7 @@ fn delete_removes_the_snapshot_and_its_tags_and_is_refused_while_a_registered_mo
 /// Exports snapshot `name` of `db` to JSONL, imports it into project `P` of a fresh
 /// database with `schema_json`, snapshots it with the same selection, and checks that
 /// digest and every example (external id, content, answers) are equal.
-fn round_trip(db: &Db, project: &str, name: &str, schema_json: &str) -> TestResult {
+pub(crate) fn round_trip(db: &Db, project: &str, name: &str, schema_json: &str) -> TestResult {
     let a = db.snapshot(project, name)?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("export.jsonl");
