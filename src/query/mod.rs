@@ -170,7 +170,15 @@ impl Db {
     pub fn ranked(&self, project: &str, filter: &Filter, limit: usize) -> Result<(u64, Vec<Hit>)> {
         let set = self.select(project, filter)?;
         let queries = self.text_queries(filter)?;
-        let best = self.best_of(&queries, &set.0, limit)?;
+        let best = match split_text(filter) {
+            // Scoring the text part's own query visits only its matches; the union of
+            // the leaves would visit every asset that matches any one of them.
+            Some((text, _)) => {
+                let query = text_query(&self.inner.text, &text)?;
+                self.inner.text.top(&*query, Arc::new(set.0.clone()), limit)?
+            }
+            None => self.best_of(&queries, &set.0, limit)?,
+        };
         let best = with_unscored(best, &set.0, limit);
         let texts = best
             .iter()
@@ -196,19 +204,9 @@ impl Db {
     /// text query's matches among the project's live assets (or REST's): the full match
     /// set is never built.
     pub fn top(&self, project: &str, filter: &Filter, limit: usize) -> Result<Vec<(AssetId, f32)>> {
-        let split = match filter {
-            f if is_text_only(f) => Some((f, &Filter::All)),
-            Filter::And(a, b) => [(a, b), (b, a)]
-                .into_iter()
-                .find(|(text, rest)| is_text_only(text) && !has_text(rest))
-                .map(|(text, rest)| (text.as_ref(), rest.as_ref())),
-            _ => None,
-        };
-        if let Some((text, rest)) = split {
-            // The text subtree's own query matches exactly its assets and scores them as
-            // the sum of its leaves, like the union `ranked` uses.
-            let query = text_query(&self.inner.text, text)?;
-            let within = self.select(project, rest)?;
+        if let Some((text, rest)) = split_text(filter) {
+            let query = text_query(&self.inner.text, &text)?;
+            let within = self.select(project, &rest)?;
             return self.inner.text.top(&*query, Arc::new(within.0), limit);
         }
         let set = self.select(project, filter)?;
@@ -571,6 +569,30 @@ fn select_in(ev: &mut Eval<'_>, filter: &Filter) -> Result<Bitmap> {
         out -= deleted;
     }
     Ok(out)
+}
+
+/// A filter that is the conjunction of text-only parts and of parts without text, as
+/// `(TEXT, REST)`: the text parts ANDed, and the rest ANDed (`All` if there is none).
+/// The text part's own query then matches exactly its assets and scores each as the sum
+/// of the filter's text leaves — the score the union of those leaves would give.
+fn split_text(f: &Filter) -> Option<(Filter, Filter)> {
+    fn conjuncts<'f>(f: &'f Filter, out: &mut Vec<&'f Filter>) {
+        match f {
+            Filter::And(a, b) => {
+                conjuncts(a, out);
+                conjuncts(b, out);
+            }
+            f => out.push(f),
+        }
+    }
+    let mut parts = Vec::new();
+    conjuncts(f, &mut parts);
+    let (text, rest): (Vec<&Filter>, Vec<&Filter>) = parts.into_iter().partition(|p| is_text_only(p));
+    if text.is_empty() || rest.iter().any(|p| has_text(p)) {
+        return None;
+    }
+    let and = |parts: Vec<&Filter>| parts.into_iter().cloned().reduce(Filter::and);
+    Some((and(text)?, and(rest).unwrap_or(Filter::All)))
 }
 
 /// Whether a filter is made of text filters, AND and OR only.

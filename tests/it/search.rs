@@ -396,12 +396,14 @@ fn top_returns_the_ids_and_scores_of_search_without_counting_or_snippets() -> Te
         let expected = expect(&msgs, |m| words.iter().all(|w| has_word(m, w)) && m.labelled && m.spam);
         assert_eq!(count, expected.len() as u64);
         assert!(expected.len() > 5, "{text}: too few matches to compare rankings");
-        // `text AND rest` ranks the text query within rest's bitmap (either side);
-        // `... AND NOT deleted` is not of that shape and ranks within the match set.
+        // `text AND rest` ranks the text query within rest's bitmap (either side, and
+        // with the text parts spread over the conjunction); an OR around it is not of
+        // that shape and ranks within the match set.
         for query in [
             format!("({text}) AND label.spam:spam"),
             format!("label.spam:spam AND ({text})"),
             format!("({text}) AND label.spam:spam AND NOT deleted"),
+            format!("(({text}) AND label.spam:spam) OR {NOTHING}"),
         ] {
             let f = parse(&query)?;
             for limit in [1, 10, 10_000] {
@@ -440,6 +442,52 @@ fn top_returns_the_ids_and_scores_of_search_without_counting_or_snippets() -> Te
             all.iter().map(|h| h.asset).collect::<BTreeSet<_>>(),
             "{text} alone"
         );
+    }
+    Ok(())
+}
+
+/// A filter that matches nothing and has no text: OR-ed to a filter, it keeps the
+/// matches but hides the filter's text part from the conjunction split.
+const NOTHING: &str = "(status:todo AND NOT status:todo)";
+
+#[test]
+fn search_ranks_alike_whether_the_text_part_is_scored_alone_or_as_the_union_of_its_words() -> TestResult {
+    let (_dir, db, _msgs) = sms_db()?;
+    // Text and non-text conjuncts in any arrangement; OR-ing NOTHING to the same filter
+    // scores every match by the union of the text leaves instead.
+    for filter in [
+        "free AND call",
+        "free AND label.spam:spam AND call",
+        "(free OR txt) AND NOT label.spam:ham AND claim*",
+        "\"call now\" AND free AND status:labeled",
+        "(win OR prize OR cash) AND label.spam:spam",
+    ] {
+        let split = parse(filter)?;
+        let union = parse(&format!("({filter}) OR {NOTHING}"))?;
+        let (count, all) = db.ranked(SMS, &union, 10_000)?;
+        assert!(count > 3, "{filter}: too few matches ({count}) to compare rankings");
+        let by_id: BTreeMap<AssetId, f32> = all.iter().map(|h| (h.asset, h.score)).collect();
+        for limit in [1, 10, 10_000] {
+            let (n, hits) = db.ranked(SMS, &split, limit)?;
+            assert_eq!((n, hits.len()), (count, all.len().min(limit)), "{filter} limit {limit}");
+            for (hit, best) in hits.iter().zip(&all) {
+                let want = by_id
+                    .get(&hit.asset)
+                    .ok_or_else(|| format!("{filter}: {:?} is not a match", hit.asset))?;
+                let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+                assert!(
+                    close(hit.score, *want),
+                    "{filter}: {:?} {} vs {want}",
+                    hit.asset,
+                    hit.score
+                );
+                assert!(
+                    close(hit.score, best.score),
+                    "{filter} limit {limit}: not the best scores in order"
+                );
+                assert!(hit.score > 0.0, "{filter}: {:?} unscored", hit.asset);
+            }
+        }
     }
     Ok(())
 }
