@@ -20,7 +20,7 @@ use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::index::SegmentId;
 use tantivy::postings::BlockSegmentPostings;
-use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::query::{AllQuery, Bm25Weight, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::{
@@ -323,29 +323,8 @@ impl TextIndex {
         let searcher = self.reader.searcher();
         let terms: Vec<Term> = words.iter().map(|w| self.term(w)).collect();
         let mut out = Bitmap::new();
-        'segments: for segment in searcher.segment_readers() {
-            let inverted = segment.inverted_index(self.content).map_err(text_error)?;
-            let mut lists = Vec::with_capacity(terms.len());
-            for t in &terms {
-                match inverted
-                    .read_block_postings(t, IndexRecordOption::Basic)
-                    .map_err(text_error)?
-                {
-                    Some(p) => lists.push(p),
-                    None => continue 'segments, // a word this segment lacks: no match here
-                }
-            }
-            lists.sort_by_key(BlockSegmentPostings::doc_freq);
-            let Some((shortest, others)) = lists.split_first_mut() else {
-                continue;
-            };
-            let mut docs = decode_all(shortest);
-            for p in others {
-                docs = keep_in(docs, p);
-            }
-            if let Some(alive) = segment.alive_bitset() {
-                docs.retain(|&d| alive.is_alive(d));
-            }
+        for segment in searcher.segment_readers() {
+            let docs = self.conjunction(segment, &terms)?;
             let column = self.columns.of(segment).map_err(text_error)?;
             // As the bitmap collector does: an id that is no asset id is left out.
             for id in docs
@@ -356,6 +335,90 @@ impl TextIndex {
             }
         }
         Ok(out)
+    }
+
+    /// The best `limit` assets of `within` whose text holds every one of `words`
+    /// (analysed tokens), best first (ties by asset id), with the score a tantivy
+    /// `BooleanQuery` of one `Must` term query per word gives: the sum of each term's
+    /// BM25 score. The docs are found as [`TextIndex::matching_words`] finds them; only
+    /// those left in `within` have their term frequencies read and are scored.
+    pub(crate) fn top_words(&self, words: &[String], within: &Bitmap, limit: usize) -> Result<Vec<(AssetId, f32)>> {
+        let searcher = self.reader.searcher();
+        let terms: Vec<Term> = words.iter().map(|w| self.term(w)).collect();
+        let weights = terms
+            .iter()
+            .map(|t| Bm25Weight::for_terms(&searcher, std::slice::from_ref(t)))
+            .collect::<tantivy::Result<Vec<_>>>()
+            .map_err(text_error)?;
+        let mut hits: Vec<(AssetId, f32)> = Vec::new();
+        for segment in searcher.segment_readers() {
+            let column = self.columns.of(segment).map_err(text_error)?;
+            let (docs, ids): (Vec<DocId>, Vec<u32>) = self
+                .conjunction(segment, &terms)?
+                .into_iter()
+                .filter_map(|d| column.first(d).and_then(|v| u32::try_from(v).ok()).map(|id| (d, id)))
+                .filter(|(_, id)| within.contains(*id))
+                .unzip();
+            if docs.is_empty() {
+                continue;
+            }
+            let inverted = segment.inverted_index(self.content).map_err(text_error)?;
+            let fieldnorms = segment.get_fieldnorms_reader(self.content).map_err(text_error)?;
+            let mut scores = vec![0.0; docs.len()];
+            for (term, weight) in terms.iter().zip(&weights) {
+                let mut postings = inverted
+                    .read_block_postings(term, IndexRecordOption::WithFreqs)
+                    .map_err(text_error)?
+                    .unwrap_or_else(BlockSegmentPostings::empty);
+                let mut at = 0;
+                walk(&docs, &mut postings, |d, freq| {
+                    // `docs` all hold the term, so `at` follows them one by one.
+                    scores[at] += weight.score(fieldnorms.fieldnorm_id(d), freq);
+                    at += 1;
+                });
+            }
+            hits.extend(ids.into_iter().map(AssetId).zip(scores));
+        }
+        let best_first = |a: &(AssetId, f32), b: &(AssetId, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if hits.len() > limit {
+            if limit > 0 {
+                hits.select_nth_unstable_by(limit - 1, best_first);
+            }
+            hits.truncate(limit);
+        }
+        hits.sort_unstable_by(best_first);
+        Ok(hits)
+    }
+
+    /// The live docs of `segment` whose text holds every one of `terms`: the shortest
+    /// posting list (doc ids only) decoded whole, the others walked alongside it,
+    /// skipping the blocks it has no doc in.
+    fn conjunction(&self, segment: &SegmentReader, terms: &[Term]) -> Result<Vec<DocId>> {
+        let inverted = segment.inverted_index(self.content).map_err(text_error)?;
+        let mut lists = Vec::with_capacity(terms.len());
+        for t in terms {
+            match inverted
+                .read_block_postings(t, IndexRecordOption::Basic)
+                .map_err(text_error)?
+            {
+                Some(p) => lists.push(p),
+                None => return Ok(Vec::new()), // a word this segment lacks: no match here
+            }
+        }
+        lists.sort_by_key(BlockSegmentPostings::doc_freq);
+        let Some((shortest, others)) = lists.split_first_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut docs = decode_all(shortest);
+        for p in others {
+            let mut kept = Vec::with_capacity(docs.len());
+            walk(&docs, p, |d, _| kept.push(d));
+            docs = kept;
+        }
+        if let Some(alive) = segment.alive_bitset() {
+            docs.retain(|&d| alive.is_alive(d));
+        }
+        Ok(docs)
     }
 
     /// Assets matching a tantivy query, over the last commit.
@@ -503,12 +566,14 @@ fn decode_all(p: &mut BlockSegmentPostings) -> Vec<DocId> {
     }
 }
 
-/// The docs of `docs` (ascending) that posting list `p` holds: a merge within the
-/// loaded block, and a skip to the block that may hold the next doc once it is passed.
-fn keep_in(docs: Vec<DocId>, p: &mut BlockSegmentPostings) -> Vec<DocId> {
-    let mut out = Vec::with_capacity(docs.len());
+/// Walks posting list `p` alongside `docs` (ascending), calling `found` with each doc of
+/// `docs` that `p` holds and its term frequency (meaningless unless `p` was read with
+/// frequencies): a
+/// merge within the loaded block, and a skip to the block that may hold the next doc
+/// once it is passed.
+fn walk(docs: &[DocId], p: &mut BlockSegmentPostings, mut found: impl FnMut(DocId, u32)) {
     let mut at = 0;
-    for d in docs {
+    for &d in docs {
         loop {
             let block = p.docs();
             while at < block.len() && block[at] < d {
@@ -516,7 +581,7 @@ fn keep_in(docs: Vec<DocId>, p: &mut BlockSegmentPostings) -> Vec<DocId> {
             }
             if at < block.len() {
                 if block[at] == d {
-                    out.push(d);
+                    found(d, p.freqs().get(at).copied().unwrap_or(0));
                 }
                 break;
             }
@@ -524,11 +589,10 @@ fn keep_in(docs: Vec<DocId>, p: &mut BlockSegmentPostings) -> Vec<DocId> {
             p.seek(d);
             at = 0;
             if p.docs().last().is_none_or(|&last| last < d) {
-                return out;
+                return;
             }
         }
     }
-    out
 }
 
 /// Collects the asset ids of matching documents into a bitmap.

@@ -173,10 +173,7 @@ impl Db {
         let best = match split_text(filter) {
             // Scoring the text part's own query visits only its matches; the union of
             // the leaves would visit every asset that matches any one of them.
-            Some((text, _)) => {
-                let query = text_query(&self.inner.text, &text)?;
-                self.inner.text.top(&*query, Arc::new(set.0.clone()), limit)?
-            }
+            Some((text, _)) => self.rank_text(&text, set.0.clone(), limit)?,
             None => self.best_of(&queries, &set.0, limit)?,
         };
         let best = with_unscored(best, &set.0, limit);
@@ -205,13 +202,24 @@ impl Db {
     /// set is never built.
     pub fn top(&self, project: &str, filter: &Filter, limit: usize) -> Result<Vec<(AssetId, f32)>> {
         if let Some((text, rest)) = split_text(filter) {
-            let query = text_query(&self.inner.text, &text)?;
             let within = self.select(project, &rest)?;
-            return self.inner.text.top(&*query, Arc::new(within.0), limit);
+            return self.rank_text(&text, within.0, limit);
         }
         let set = self.select(project, filter)?;
         let best = self.best_of(&self.text_queries(filter)?, &set.0, limit)?;
         Ok(with_unscored(best, &set.0, limit))
+    }
+
+    /// The best `limit` assets of `within` by the BM25 score of `text`, a text-only
+    /// filter: from the posting lists for plain words joined by AND, else by its tantivy
+    /// query.
+    fn rank_text(&self, text: &Filter, within: Bitmap, limit: usize) -> Result<Vec<(AssetId, f32)>> {
+        let index = &self.inner.text;
+        let mut words = Vec::new();
+        if conjunction_words(index, text, &mut words)? {
+            return index.top_words(&words, &within, limit);
+        }
+        index.top(&*text_query(index, text)?, Arc::new(within), limit)
     }
 
     /// The text queries of a filter's scoring leaves (see [`text_leaves`]).

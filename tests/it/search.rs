@@ -259,6 +259,12 @@ fn sms_conjunctions_of_words_are_exact_across_segments_and_deleted_documents() -
             "{query} as one tantivy query"
         );
         assert_eq!(db.query(DOCS, &query)?.len(), expected.len() as u64, "{query}");
+        // Ranked from the posting lists as tantivy ranks the same conjunction.
+        let want = db.top(DOCS, &parse(&format!("({query}) OR xylophonist"))?, 10_000)?;
+        assert_eq!(want.len(), expected.len(), "{query}: tantivy's ranking");
+        for limit in [3, 10_000] {
+            assert_ranks_like(&db.top(DOCS, &parse(&query)?, limit)?, &want, limit, &query);
+        }
         // Deleted assets' documents are gone from the index, not just filtered out.
         assert_eq!(
             q(&db, DOCS, &format!("deleted AND {query}")),
@@ -450,14 +456,37 @@ fn top_returns_the_ids_and_scores_of_search_without_counting_or_snippets() -> Te
 /// matches but hides the filter's text part from the conjunction split.
 const NOTHING: &str = "(status:todo AND NOT status:todo)";
 
+/// Asserts that `got`, the best `limit` of some matches, ranks like `want`, a full
+/// ranking of the same matches computed another way: as many hits, each asset with its
+/// score in `want`, and the scores best first as in `want`. Scores agree to 1e-4 (a sum
+/// of three or more words' scores may be added up in another order); ties may be in
+/// any order.
+fn assert_ranks_like(got: &[(AssetId, f32)], want: &[(AssetId, f32)], limit: usize, what: &str) {
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+    let by_id: BTreeMap<AssetId, f32> = want.iter().copied().collect();
+    assert_eq!(got.len(), want.len().min(limit), "{what} limit {limit}: hits");
+    for ((id, score), (_, best)) in got.iter().zip(want) {
+        let of_id = by_id.get(id).unwrap_or_else(|| panic!("{what}: {id:?} is not a match"));
+        assert!(close(*score, *of_id), "{what}: {id:?} scores {score}, not {of_id}");
+        assert!(
+            close(*score, *best),
+            "{what} limit {limit}: {score} where the best left is {best}"
+        );
+        assert!(*score > 0.0, "{what}: {id:?} unscored");
+    }
+}
+
 #[test]
 fn search_ranks_alike_whether_the_text_part_is_scored_alone_or_as_the_union_of_its_words() -> TestResult {
     let (_dir, db, _msgs) = sms_db()?;
     // Text and non-text conjuncts in any arrangement; OR-ing NOTHING to the same filter
-    // scores every match by the union of the text leaves instead.
+    // scores every match by the union of the text leaves (a tantivy query) instead.
     for filter in [
+        "free",
         "free AND call",
         "free AND label.spam:spam AND call",
+        "call AND you AND NOT label.spam:spam AND now",
+        "u AND u AND to",
         "(free OR txt) AND NOT label.spam:ham AND claim*",
         "\"call now\" AND free AND status:labeled",
         "(win OR prize OR cash) AND label.spam:spam",
@@ -466,27 +495,13 @@ fn search_ranks_alike_whether_the_text_part_is_scored_alone_or_as_the_union_of_i
         let union = parse(&format!("({filter}) OR {NOTHING}"))?;
         let (count, all) = db.ranked(SMS, &union, 10_000)?;
         assert!(count > 3, "{filter}: too few matches ({count}) to compare rankings");
-        let by_id: BTreeMap<AssetId, f32> = all.iter().map(|h| (h.asset, h.score)).collect();
+        let want: Vec<(AssetId, f32)> = all.iter().map(|h| (h.asset, h.score)).collect();
         for limit in [1, 10, 10_000] {
             let (n, hits) = db.ranked(SMS, &split, limit)?;
-            assert_eq!((n, hits.len()), (count, all.len().min(limit)), "{filter} limit {limit}");
-            for (hit, best) in hits.iter().zip(&all) {
-                let want = by_id
-                    .get(&hit.asset)
-                    .ok_or_else(|| format!("{filter}: {:?} is not a match", hit.asset))?;
-                let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
-                assert!(
-                    close(hit.score, *want),
-                    "{filter}: {:?} {} vs {want}",
-                    hit.asset,
-                    hit.score
-                );
-                assert!(
-                    close(hit.score, best.score),
-                    "{filter} limit {limit}: not the best scores in order"
-                );
-                assert!(hit.score > 0.0, "{filter}: {:?} unscored", hit.asset);
-            }
+            assert_eq!(n, count, "{filter}: count");
+            let got: Vec<(AssetId, f32)> = hits.iter().map(|h| (h.asset, h.score)).collect();
+            assert_ranks_like(&got, &want, limit, filter);
+            assert_ranks_like(&db.top(SMS, &split, limit)?, &want, limit, filter);
         }
     }
     Ok(())
