@@ -8,22 +8,18 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use super::Record;
 use crate::asset::{Content, MetaValue, NewAsset, Status};
 use crate::error::{Error, Result};
 use crate::label::{Answer, BBox, LabelKind, NewLabel, Scores, Source, Span, Verdict};
 use crate::project::{JobKind, Schema};
 
-/// Reads records line by line; blank lines are skipped. Only an I/O failure is an `Err`
-/// of the iterator; a bad line is an `Err` inside its record.
-pub(crate) fn records<'a, R: BufRead + 'a>(
-    mut reader: R,
-    schema: &'a Schema,
-) -> impl Iterator<Item = Result<Record>> + 'a {
+/// The lines of a JSONL input with their numbers (from 1); blank lines are skipped. Only
+/// an I/O failure is an `Err` of the iterator; a line that is not UTF-8 is an `Err`
+/// inside its item. [`parse_line`] turns a line into its record.
+pub(crate) fn lines<R: BufRead>(mut reader: R) -> impl Iterator<Item = Result<(u64, Result<String>)>> {
     let mut line_no = 0u64;
-    let mut buf = Vec::new();
     std::iter::from_fn(move || loop {
-        buf.clear();
+        let mut buf = Vec::new();
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) => return None,
             Ok(_) => {}
@@ -35,12 +31,12 @@ pub(crate) fn records<'a, R: BufRead + 'a>(
             }
         }
         line_no += 1;
-        let record = match std::str::from_utf8(&buf) {
+        let line = match String::from_utf8(buf) {
             Ok(s) if s.trim().is_empty() => continue,
-            Ok(s) => parse_line(s, schema),
-            Err(e) => Err(Error::invalid("line", format!("not valid UTF-8 ({e})"))),
+            Ok(s) => Ok(s),
+            Err(e) => Err(Error::invalid("line", format!("not valid UTF-8 ({})", e.utf8_error()))),
         };
-        return Some(Ok((line_no, record)));
+        return Some(Ok((line_no, line)));
     })
 }
 
