@@ -258,15 +258,15 @@ fn spawn_committer(text: Arc<TextIndex>, store: Store, interval: Duration) -> (m
 /// Opens the text index and brings it to `last_seq`: replays the log after its commit,
 /// or rebuilds it when it has no usable commit or is ahead of the log.
 fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) -> Result<TextIndex> {
-    let (text, seq) = TextIndex::open(&TextIndex::dir(path))?;
-    let touched = match seq {
-        Some(s) if s <= last_seq => touched_since(store, s)?
+    let (text, found) = TextIndex::open(&TextIndex::dir(path))?;
+    let touched = match found {
+        Ok(Some(s)) if s <= last_seq => touched_since(store, s)?
             .map(|(t, _)| t)
-            .ok_or("a damaged event in the log tail"),
-        None if last_seq == 0 => Ok(croaring::Bitmap::new()),
+            .ok_or_else(|| "a damaged event in the log tail".to_string()),
+        Ok(None) if last_seq == 0 => Ok(croaring::Bitmap::new()),
         // The text index commits only after sled is flushed: being ahead means writes that
         // were durable are gone. Say so rather than quietly rebuilding over the loss.
-        Some(s) => {
+        Ok(Some(s)) => {
             return Err(Error::Corruption {
                 key: TextIndex::dir(path).display().to_string(),
                 reason: format!(
@@ -275,7 +275,8 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
                 ),
             })
         }
-        None => Err("the text index has no usable commit"),
+        Ok(None) => Err("the text index has no usable commit".to_string()),
+        Err(damaged) => Err(damaged),
     };
     match touched {
         Ok(touched) => {
@@ -290,7 +291,7 @@ fn load_text(store: &Store, path: &Path, last_seq: Seq, info: &mut IndexInfo) ->
             text.apply(ops, last_seq)?;
         }
         Err(why) => {
-            info.text_rebuilt = Some(why.to_string());
+            info.text_rebuilt = Some(why);
             rebuild_text(store, &text, last_seq)?;
         }
     }

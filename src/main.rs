@@ -348,7 +348,18 @@ fn open(path: &Path) -> Result<Db> {
             path.display()
         );
     }
-    Ok(Db::open(path)?)
+    let db = Db::open(path)?;
+    // Derived data rebuilt on open is no error, but a damaged file is worth knowing of.
+    let info = db.index_info();
+    for (what, why) in [
+        ("the label/state indexes were", &info.rebuilt),
+        ("the text index was", &info.text_rebuilt),
+    ] {
+        if let Some(why) = why {
+            eprintln!("note: {what} rebuilt from primary data on open: {why}");
+        }
+    }
+    Ok(db)
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {

@@ -7,7 +7,9 @@
 //! commits about once a second (and `flush` and close commit), always through
 //! `prepare_commit` with the event-log seq as payload, after flushing sled, so the
 //! index never holds a document whose primary data could be lost in a crash. On open
-//! the log after the payload's seq is replayed; replay is idempotent.
+//! the log after the payload's seq is replayed; replay is idempotent. An index that
+//! cannot be opened, or whose segment files fail their checksums, is derived data: it is
+//! emptied and rebuilt.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -113,26 +115,36 @@ fn schema() -> (Schema, Field, Field) {
 
 impl TextIndex {
     /// Opens the index in `dir`, creating it if it does not exist. Returns the index and
-    /// the seq of its last commit (`None` if it has none or could not be opened, in
-    /// which case the caller rebuilds).
-    pub(crate) fn open(dir: &Path) -> Result<(TextIndex, Option<Seq>)> {
-        let (schema, asset, content) = schema();
-        let opened = std::fs::create_dir_all(dir).map_err(text_error).and_then(|_| {
-            Index::open_or_create(
-                tantivy::directory::MmapDirectory::open(dir).map_err(text_error)?,
-                schema.clone(),
-            )
-            .map_err(text_error)
-        });
-        let (index, usable) = match opened {
-            Ok(index) => (index, true),
-            Err(_) => {
-                // A damaged index is derived data: start again from an empty one.
-                let _ = std::fs::remove_dir_all(dir);
-                std::fs::create_dir_all(dir).map_err(text_error)?;
-                (Index::create_in_dir(dir, schema).map_err(text_error)?, false)
-            }
+    /// what it held: `Ok(Some(seq))` for the seq of its last commit, `Ok(None)` when it
+    /// has no commit, and `Err(why)` when it was damaged (unreadable metadata, a segment
+    /// file missing, unreadable or failing its checksum) and was started again empty, in
+    /// which case the caller rebuilds it: it is derived data.
+    pub(crate) fn open(dir: &Path) -> Result<(TextIndex, std::result::Result<Option<Seq>, String>)> {
+        std::fs::create_dir_all(dir).map_err(text_error)?;
+        let why = match TextIndex::open_in(dir) {
+            Ok(opened) => return Ok(opened),
+            // Another writer holds the index: it is in use, not damaged.
+            Err(e @ tantivy::TantivyError::LockFailure(..)) => return Err(text_error(e)),
+            Err(e) => format!("the text index was damaged ({e})"),
         };
+        std::fs::remove_dir_all(dir).map_err(text_error)?;
+        std::fs::create_dir_all(dir).map_err(text_error)?;
+        let (index, _) = TextIndex::open_in(dir).map_err(text_error)?;
+        Ok((index, Err(why)))
+    }
+
+    /// Opens (or creates) the index in `dir` and checks its files: any error means the
+    /// index cannot be used as it is.
+    fn open_in(dir: &Path) -> tantivy::Result<(TextIndex, std::result::Result<Option<Seq>, String>)> {
+        let (schema, asset, content) = schema();
+        let index = Index::open_or_create(tantivy::directory::MmapDirectory::open(dir)?, schema)?;
+        // Opening reads only the files' footers: a flipped byte inside a segment would
+        // show (or panic) only when a search reads it.
+        let corrupted = index.validate_checksum()?;
+        if let Some(file) = corrupted.into_iter().next() {
+            let corruption = tantivy::error::DataCorruption::new(file, "the file fails its checksum".into());
+            return Err(corruption.into());
+        }
         index.tokenizers().register(
             TOKENIZER,
             TextAnalyzer::builder(SimpleTokenizer::default())
@@ -141,21 +153,9 @@ impl TextIndex {
                 .filter(AsciiFoldingFilter)
                 .build(),
         );
-        let seq = if usable {
-            index
-                .load_metas()
-                .ok()
-                .and_then(|m| m.payload)
-                .and_then(|p| p.parse::<Seq>().ok())
-        } else {
-            None
-        };
-        let writer = index.writer(WRITER_HEAP).map_err(text_error)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(text_error)?;
+        let seq = index.load_metas()?.payload.and_then(|p| p.parse::<Seq>().ok());
+        let writer = index.writer(WRITER_HEAP)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let t = TextIndex {
             index,
             asset,
@@ -167,7 +167,7 @@ impl TextIndex {
             broken: Mutex::new(None),
             columns: Columns::default(),
         };
-        Ok((t, seq))
+        Ok((t, Ok(seq)))
     }
 
     /// Applies ops of the write with this seq (called by the writer, in seq order).
