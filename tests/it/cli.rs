@@ -41,6 +41,14 @@ impl Cli {
         Ok(cli)
     }
 
+    /// [`Cli::with_project`] with [`EMAILS`] imported.
+    fn with_emails() -> Result<Cli, Box<dyn std::error::Error>> {
+        let cli = Cli::with_project()?;
+        let emails = cli.file("emails.jsonl", EMAILS)?;
+        cli.ok(&["import", "shop", &emails])?;
+        Ok(cli)
+    }
+
     fn db(&self) -> PathBuf {
         self.dir.path().join("db")
     }
@@ -164,9 +172,7 @@ fn import_stats_show_audit_and_verify_print_the_documented_json() -> TestResult 
 
 #[test]
 fn search_and_text_queries_combine_with_filters_and_rank_by_score() -> TestResult {
-    let cli = Cli::with_project()?;
-    let emails = cli.file("emails.jsonl", EMAILS)?;
-    cli.ok(&["import", "shop", &emails])?;
+    let cli = Cli::with_emails()?;
 
     // Accents fold: `reclamation` finds `Réclamation`, with the word highlighted.
     let found = cli.json(&["search", "shop", "reclamation"])?;
@@ -274,9 +280,7 @@ fn errors_are_one_line_naming_what_is_wrong_with_exit_code_2() -> TestResult {
 
 #[test]
 fn verify_exits_1_listing_a_damaged_record_and_a_damaged_text_index_is_rebuilt_with_a_note() -> TestResult {
-    let cli = Cli::with_project()?;
-    let emails = cli.file("emails.jsonl", EMAILS)?;
-    cli.ok(&["import", "shop", &emails])?;
+    let cli = Cli::with_emails()?;
 
     // A text index file deleted while closed: the next command rebuilds it, says so on
     // stderr, and answers as before.
@@ -314,9 +318,7 @@ fn verify_exits_1_listing_a_damaged_record_and_a_damaged_text_index_is_rebuilt_w
 
 #[test]
 fn snapshots_are_created_listed_and_exported_from_the_command_line() -> TestResult {
-    let cli = Cli::with_project()?;
-    let emails = cli.file("emails.jsonl", EMAILS)?;
-    cli.ok(&["import", "shop", &emails])?;
+    let cli = Cli::with_emails()?;
     let created = cli.json(&["snapshot", "create", "shop", "v1", "--filter", "status:labeled"])?;
     assert_eq!(created["assets"], 1, "{created}");
     let listed = cli.json(&["snapshot", "list", "shop"])?;
