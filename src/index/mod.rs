@@ -7,6 +7,7 @@
 //! with a rebuild from primary data.
 
 pub(crate) mod entry;
+pub(crate) mod meta;
 pub(crate) mod numeric;
 pub(crate) mod text;
 
@@ -21,6 +22,7 @@ use crate::project::ProjectId;
 use crate::store::codec::Bytes;
 
 pub(crate) use entry::{derive, top_scores, Entry, Key, MetaKey, NumKey};
+pub(crate) use meta::MetaIndex;
 pub(crate) use numeric::NumIndex;
 
 /// The indexes of one project.
@@ -28,7 +30,10 @@ pub(crate) use numeric::NumIndex;
 pub(crate) struct ProjectIndex {
     /// Every asset of the project, deleted ones included.
     pub all: Bitmap,
+    /// Every key but metadata.
     pub bitmaps: FastMap<Key, Bitmap>,
+    /// `Key::Meta` keys.
+    pub meta: MetaIndex,
     pub nums: FastMap<NumKey, NumIndex>,
 }
 
@@ -41,14 +46,24 @@ impl ProjectIndex {
         self.bitmaps.get(key)
     }
 
+    /// Adds assets to a key's set.
+    fn add_many(&mut self, key: &Key, ids: &[u32]) {
+        // Keys are cloned only when new: most exist already, and a clone allocates.
+        match key {
+            Key::Meta(name, value) => self.meta.add_many(name, value, ids),
+            _ => match self.bitmaps.get_mut(key) {
+                Some(bm) => bm.add_many(ids),
+                None => {
+                    self.bitmaps.insert(key.clone(), Bitmap::of(ids));
+                }
+            },
+        }
+    }
+
     fn add(&mut self, id: u32, e: &Entry) {
         self.all.add(id);
-        // Keys are cloned only when new: most exist already, and a clone allocates.
         for k in &e.keys {
-            match self.bitmaps.get_mut(k) {
-                Some(bm) => bm.add(id),
-                None => self.bitmaps.entry(k.clone()).or_default().add(id),
-            }
+            self.add_many(k, &[id]);
         }
         for (k, v) in &e.nums {
             match self.nums.get_mut(k) {
@@ -60,7 +75,9 @@ impl ProjectIndex {
 
     fn remove(&mut self, id: u32, e: &Entry) {
         for k in &e.keys {
-            if let Some(bm) = self.bitmaps.get_mut(k) {
+            if let Key::Meta(name, value) = k {
+                self.meta.remove(name, value, &Bitmap::of(&[id]));
+            } else if let Some(bm) = self.bitmaps.get_mut(k) {
                 bm.remove(id);
                 if bm.is_empty() {
                     self.bitmaps.remove(k);
@@ -84,6 +101,7 @@ impl ProjectIndex {
             *bm -= ids;
             !bm.is_empty()
         });
+        self.meta.forget(ids);
         self.nums.retain(|_, ix| {
             ix.buckets.retain(|_, bm| {
                 *bm -= ids;
@@ -101,6 +119,7 @@ impl ProjectIndex {
                 .iter()
                 .map(|(k, b)| allocated(b) + size_of_val(k))
                 .sum::<usize>()
+            + self.meta.memory()
             + self.nums.values().map(NumIndex::memory).sum::<usize>()
     }
 }
@@ -186,12 +205,7 @@ impl Indexes {
             let p = self.projects.entry(project).or_default();
             p.all.add_many(&added.all);
             for (k, ids) in added.keys {
-                match p.bitmaps.get_mut(&k) {
-                    Some(bm) => bm.add_many(&ids),
-                    None => {
-                        p.bitmaps.insert(k, Bitmap::of(&ids));
-                    }
-                }
+                p.add_many(&k, &ids);
             }
             for (k, values) in added.nums {
                 p.nums.entry(k).or_default().insert_many(&values);
@@ -236,10 +250,14 @@ impl Indexes {
                 .map(|(id, p)| ProjectImage {
                     project: *id,
                     all: Bytes(to_bytes(&p.all)),
+                    // Metadata sets are stored as the other keys' bitmaps are.
                     bitmaps: p
                         .bitmaps
                         .iter()
                         .map(|(k, bm)| (k.clone(), Bytes(to_bytes(bm))))
+                        .chain(p.meta.iter().map(|(name, value, ids)| {
+                            (Key::Meta(name.clone(), value.clone()), Bytes(to_bytes(&ids.bitmap())))
+                        }))
                         .collect(),
                     nums: p
                         .nums
@@ -273,12 +291,17 @@ impl Indexes {
                 all: de(p.all.as_ref())?,
                 ..ProjectIndex::default()
             };
-            // Sized up front: a metadata key with a value per asset makes a bitmap per
-            // asset, and growing the map by rehashing was a third of opening 1M of them.
-            ix.bitmaps.reserve(p.bitmaps.len());
+            let mut meta = Vec::new();
             for (k, bytes) in p.bitmaps {
-                ix.bitmaps.insert(k, de(bytes.as_ref())?);
+                let bm = de(bytes.as_ref())?;
+                match k {
+                    Key::Meta(name, value) => meta.push((name, value, bm)),
+                    k => {
+                        ix.bitmaps.insert(k, bm);
+                    }
+                }
             }
+            ix.meta = MetaIndex::from_sets(meta);
             for (k, buckets) in p.nums {
                 let mut n = NumIndex::default();
                 for (b, bytes) in buckets {
@@ -314,6 +337,21 @@ impl Indexes {
             let keys: std::collections::BTreeSet<_> = mine.bitmaps.keys().chain(truth.bitmaps.keys()).collect();
             for k in keys {
                 diff(format!("{k:?}"), mine.bitmaps.get(k), truth.bitmaps.get(k));
+            }
+            // Sets are canonical, so equal sets are equal `Ids`: only differing ones are
+            // turned into bitmaps.
+            for (name, value, ids) in mine.meta.iter() {
+                let other = truth.meta.get(name, value);
+                if other != Some(ids) {
+                    let what = format!("{:?}", Key::Meta(name.clone(), value.clone()));
+                    diff(what, Some(&ids.bitmap()), other.map(|o| o.bitmap()).as_deref());
+                }
+            }
+            for (name, value, ids) in truth.meta.iter() {
+                if mine.meta.get(name, value).is_none() {
+                    let what = format!("{:?}", Key::Meta(name.clone(), value.clone()));
+                    diff(what, None, Some(&ids.bitmap()));
+                }
             }
             let nkeys: std::collections::BTreeSet<_> = mine.nums.keys().chain(truth.nums.keys()).collect();
             for k in nkeys {
@@ -385,6 +423,8 @@ mod tests {
         let p = ix.projects.entry(ProjectId(1)).or_default();
         p.all = Bitmap::of(&[1, 2, 70_000]);
         p.bitmaps.insert(Key::Honeypot, Bitmap::of(&[2]));
+        p.meta.add_many("file", &MetaKey::Str("a.jpg".into()), &[1]);
+        p.meta.add_many("source", &MetaKey::Bool(true), &[1, 2]);
         p.nums.entry(NumKey::Priority).or_default().insert(1, 5.0);
         ix
     }
@@ -399,6 +439,35 @@ mod tests {
         assert!(err.contains("layout 1"), "{err}");
     }
 
+    #[test]
+    fn differences_name_each_metadata_value_whose_assets_differ_either_way() {
+        let live = sample();
+        assert_eq!(live.differences(&sample()), Vec::<String>::new());
+        let mut rebuilt = sample();
+        let p = rebuilt.projects.get_mut(&ProjectId(1)).expect("the sample's project");
+        p.meta.add_many("file", &MetaKey::Str("a.jpg".into()), &[2]);
+        p.meta.add_many("file", &MetaKey::Str("b.jpg".into()), &[70_000]);
+        let diffs = live.differences(&rebuilt);
+        assert_eq!(diffs.len(), 2, "{diffs:?}");
+        assert!(
+            diffs
+                .iter()
+                .any(|d| d.contains("a.jpg") && d.contains("1 ids missing, 0 extra")),
+            "{diffs:?}"
+        );
+        assert!(
+            diffs.iter().any(|d| d.contains("b.jpg") && d.contains("1 ids missing")),
+            "{diffs:?}"
+        );
+        let reverse = rebuilt.differences(&live);
+        assert!(
+            reverse
+                .iter()
+                .any(|d| d.contains("b.jpg") && d.contains("0 ids missing, 1 extra")),
+            "{reverse:?}"
+        );
+    }
+
     /// An entry that varies with `i`: shared and rare keys, values in shared and in
     /// distinct numeric buckets.
     fn entry(i: u32) -> Entry {
@@ -410,6 +479,10 @@ mod tests {
         if i.is_multiple_of(7) {
             e.keys.insert(Key::Honeypot);
         }
+        // A metadata value per asset, and one that half the assets share.
+        e.keys.insert(Key::Meta("file".into(), MetaKey::Str(format!("f{i}"))));
+        e.keys
+            .insert(Key::Meta("source".into(), MetaKey::Str(format!("s{}", i % 2))));
         e.nums.insert(NumKey::Priority, 1.0);
         e.nums.insert(NumKey::Seconds, f64::from(i) * 1.5);
         if i.is_multiple_of(5) {
@@ -455,6 +528,15 @@ mod tests {
             status(Status::Todo) && !status(Status::Labeled),
             "the delta applied last"
         );
+        let file = |f: &str| {
+            p.meta
+                .get("file", &MetaKey::Str(f.into()))
+                .map(|ids| ids.bitmap().to_vec())
+        };
+        assert_eq!(file("f5"), None, "the delta moved asset 5 from f5 to f6");
+        assert_eq!(file("f6"), Some(vec![5, 6]));
+        assert_eq!(file("f7"), Some(vec![7]));
+        assert_eq!(Indexes::from_image(bulk.image()).as_ref(), Ok(&bulk), "and round trips");
         assert_eq!(p.nums[&NumKey::Priority].buckets.len(), 1, "one value, one bucket");
         assert!(
             p.nums[&NumKey::Seconds].buckets.len() > 100,

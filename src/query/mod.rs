@@ -512,7 +512,10 @@ impl<'a> Eval<'a> {
                 Key::Rule(n) => Some(n),
                 _ => None,
             })),
-            Filter::Meta { key, value } => self.bitmap(&Key::Meta(key.clone(), MetaKey::of(value))),
+            Filter::Meta { key, value } => match self.index.meta.get(key, &MetaKey::of(value)) {
+                Some(ids) => ids.bitmap(),
+                None => Cow::Owned(Bitmap::new()),
+            },
             Filter::Honeypot => self.bitmap(&Key::Honeypot),
             Filter::Deleted => {
                 self.uses_deleted = true;
