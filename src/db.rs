@@ -82,7 +82,8 @@ impl DbBuilder {
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
         let (store, format) = Store::open(&path, self.cache_bytes)?;
-        if format < FORMAT_VERSION {
+        let upgraded_from = (format < FORMAT_VERSION).then_some(format);
+        if let Some(format) = upgraded_from {
             upgrade(&store, format)?;
         }
         let counters = store.counters()?;
@@ -92,6 +93,7 @@ impl DbBuilder {
             projects.insert(Arc::new(p));
         }
         let (index, mut info) = load_indexes(&store, counters.last_seq)?;
+        info.upgraded_from = upgraded_from;
         let text = Arc::new(load_text(&store, &path, counters.last_seq, &mut info)?);
         let committer = spawn_committer(text.clone(), store.clone(), self.commit_interval);
         Ok(Db {
@@ -359,9 +361,12 @@ impl RecordRef {
     }
 }
 
-/// What opening found about the bitmap indexes.
+/// What opening found: the database's format, and the state of its indexes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexInfo {
+    /// The format version the database was upgraded from to [`crate::FORMAT_VERSION`],
+    /// if it was.
+    pub upgraded_from: Option<u32>,
     /// The seq of the checkpoint loaded (0: none).
     pub checkpoint_seq: Seq,
     /// Events replayed after the checkpoint.
@@ -736,7 +741,8 @@ impl Db {
         self.inner.store.get_raw(&record.key())
     }
 
-    /// What opening found about the bitmap indexes (checkpoint, replay, rebuild).
+    /// What opening found: a format upgrade, and the indexes' checkpoint, replay or
+    /// rebuild.
     pub fn index_info(&self) -> IndexInfo {
         self.inner.open_info.clone()
     }

@@ -349,8 +349,14 @@ fn open(path: &Path) -> Result<Db> {
         );
     }
     let db = Db::open(path)?;
-    // Derived data rebuilt on open is no error, but a damaged file is worth knowing of.
+    // An upgrade or derived data rebuilt on open is no error, but worth knowing of.
     let info = db.index_info();
+    if let Some(from) = info.upgraded_from {
+        eprintln!(
+            "note: upgraded the database from format {from} to {}",
+            labeldb::FORMAT_VERSION
+        );
+    }
     for (what, why) in [
         ("the label/state indexes were", &info.rebuilt),
         ("the text index was", &info.text_rebuilt),

@@ -364,3 +364,21 @@ fn the_demo_runs_and_leaves_a_database_that_verifies() -> TestResult {
     assert_eq!(stats["assets"], 300, "{stats}");
     Ok(())
 }
+
+#[test]
+fn a_database_of_an_older_format_is_upgraded_by_the_first_command_with_a_note() -> TestResult {
+    let cli = Cli::with_emails()?;
+    let db = Db::open(cli.db())?;
+    db.downgrade_to_format_3()?;
+    drop(db);
+    let ran = cli.run(&["query", "shop", "meta.source:crm", "--count"])?;
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(0), "1\n"), "{}", ran.stderr);
+    let note = format!(
+        "note: upgraded the database from format 3 to {}\n",
+        labeldb::FORMAT_VERSION
+    );
+    assert_eq!(ran.stderr, note);
+    let verified = cli.ok(&["verify"])?;
+    assert!(verified.ends_with(" records checked, 0 problems\n"), "{verified}");
+    Ok(())
+}

@@ -1887,6 +1887,7 @@ fn a_format_1_database_gets_its_selection_columns_when_opened_and_snapshots_are_
     let path = db.path().to_path_buf();
     drop(db);
     let db = reopen(&path)?;
+    assert_eq!(db.index_info().upgraded_from, Some(1));
     let report = db.verify()?;
     assert!(report.is_clean(), "after the upgrade: {:?}", report.problems);
     for (i, sel) in all_selections().iter().enumerate() {

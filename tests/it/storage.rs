@@ -571,6 +571,7 @@ fn a_format_3_database_has_its_runs_rewritten_when_opened_and_reads_the_same() -
     );
     drop(db);
     let db = crate::reopen(&path)?;
+    assert_eq!(db.index_info().upgraded_from, Some(3));
     assert_eq!(read_all(&db)?, before);
     let run = db.raw_record(RecordRef::Run(AssetId(0)))?.ok_or("no run/0")?;
     assert_eq!(run[1], 0xff, "run/0 is in format 4's layout");
