@@ -436,35 +436,60 @@ fn touched_since(store: &Store, seq: Seq) -> Result<Option<(croaring::Bitmap, u6
 /// combine). Records that fail to decode are left out (`verify` names them), so that a
 /// damaged record never stops a rebuild.
 pub(crate) fn assets_with_labels(store: &Store) -> impl Iterator<Item = (Asset, Vec<Label>)> + '_ {
-    let mut runs = run::scan(store).peekable();
+    assets_with_labels_in(store, 0, u32::MAX).filter_map(Result::ok)
+}
+
+/// The assets `first..=last` with their labels, read as [`assets_with_labels`] reads
+/// them, except that a record that fails to read or decode is an `Err` item where the
+/// merge meets it (the merge goes on after it; an asset may then lack that label).
+pub(crate) fn assets_with_labels_in(
+    store: &Store,
+    first: u32,
+    last: u32,
+) -> impl Iterator<Item = Result<(Asset, Vec<Label>)>> + '_ {
+    let [runs, assets, labels] = crate::snapshot::id_range(first, last);
+    let mut runs = run::scan_range(store, &runs, first..=last).peekable();
     let mut records = store
-        .scan::<Asset>(&[keys::tag::ASSET])
-        .filter_map(|kv| kv.ok().map(|(_, a)| a))
+        .range::<Asset>(&assets.0, &assets.1)
+        .map(|kv| kv.map(|(_, a)| a))
         .peekable();
     let mut labels = store
-        .scan::<Label>(&[keys::tag::LABEL])
-        .filter_map(|kv| kv.ok().map(|(_, l)| l))
+        .range::<Label>(&labels.0, &labels.1)
+        .map(|kv| kv.map(|(_, l)| l))
         .peekable();
     std::iter::from_fn(move || {
-        let next_run = runs.peek().map(|r| r.0);
-        let next_record = records.peek().map(|a| a.id);
+        if let Some(Err(e)) = runs.next_if(Result::is_err) {
+            return Some(Err(e));
+        }
+        if let Some(Err(e)) = records.next_if(Result::is_err) {
+            return Some(Err(e));
+        }
+        if let Some(Err(e)) = labels.next_if(Result::is_err) {
+            return Some(Err(e));
+        }
+        let next_run = runs.peek().and_then(|r| r.as_ref().ok()).map(|r| r.0);
+        let next_record = records.peek().and_then(|a| a.as_ref().ok()).map(|a| a.id);
         let id = match (next_run, next_record) {
             (Some(r), Some(a)) => r.min(a),
             (r, a) => r.or(a)?,
         };
-        let from_run = runs.next_if(|r| r.0 == id);
-        let record = records.next_if(|a| a.id == id);
+        let from_run = runs
+            .next_if(|r| r.as_ref().is_ok_and(|r| r.0 == id))
+            .and_then(Result::ok);
+        let record = records
+            .next_if(|a| a.as_ref().is_ok_and(|a| a.id == id))
+            .and_then(Result::ok);
         let (asset, mut history) = match (record, from_run) {
             (Some(a), run) => (a, run.map(|r| r.2).unwrap_or_default()),
             (None, Some((_, a, h))) => (a, h),
             (None, None) => unreachable!("the id came from one of the two"),
         };
-        while let Some(l) = labels.next_if(|l| l.asset() <= id) {
+        while let Some(Ok(l)) = labels.next_if(|l| l.as_ref().is_ok_and(|l| l.asset() <= id)) {
             if l.asset() == id {
                 history.push(l);
             }
         }
-        Some((asset, history))
+        Some(Ok((asset, history)))
     })
 }
 

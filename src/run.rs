@@ -366,27 +366,43 @@ pub(crate) fn remove(store: &Store, batch: &mut Batch, id: AssetId) -> Result<()
     Ok(())
 }
 
-/// Every run entry in id order, as (id, asset as added, its first labels). Entries and
-/// runs that fail to decode are left out: `verify` names them.
-pub(crate) fn scan(store: &Store) -> impl Iterator<Item = (AssetId, Asset, Vec<Label>)> + '_ {
+/// The run entries of the assets `ids` in id order, as (id, asset as added, its first
+/// labels), from the runs in `[start, end)` (which must hold every run that may hold one
+/// of `ids`). A run or an entry that fails to read or decode is an `Err` item, and the
+/// scan goes on after it.
+pub(crate) fn scan_range<'s>(
+    store: &'s Store,
+    (start, end): &(Vec<u8>, Vec<u8>),
+    ids: std::ops::RangeInclusive<u32>,
+) -> impl Iterator<Item = Result<(AssetId, Asset, Vec<Label>)>> + 's {
     store
-        .scan_undecoded(&[keys::tag::RUN])
-        .filter_map(|raw| raw.ok())
-        .flat_map(|raw| {
-            let first = first_of(raw.key());
-            let decoded: Vec<_> = match (first, raw.decode::<Run<&[u8]>>()) {
-                (Some(first), Ok(run)) => run
-                    .entries(raw.key())
-                    .zip(first..)
-                    .filter_map(|(e, id)| {
-                        let e = e.ok()??;
-                        Some((AssetId(id), e.asset(raw.key()).ok()?, e.labels(raw.key()).ok()?))
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            decoded
+        .range_undecoded(start, end)
+        .flat_map(move |raw| entries_of(raw, &ids))
+}
+
+/// The decoded entries of one run for [`scan_range`].
+fn entries_of(raw: Result<Raw>, ids: &std::ops::RangeInclusive<u32>) -> Vec<Result<(AssetId, Asset, Vec<Label>)>> {
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(e) => return vec![Err(e)],
+    };
+    let key = raw.key();
+    let Some(first) = first_of(key) else {
+        return vec![Err(codec::corrupt(key, "a run key without its first asset id".into()))];
+    };
+    let run: Run<&[u8]> = match raw.decode() {
+        Ok(run) => run,
+        Err(e) => return vec![Err(e)],
+    };
+    run.entries(key)
+        .zip(first..)
+        .filter(|(_, id)| ids.contains(id))
+        .filter_map(|(entry, id)| match entry {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None, // purged
+            Ok(Some(e)) => Some(e.asset(key).and_then(|a| Ok((AssetId(id), a, e.labels(key)?)))),
         })
+        .collect()
 }
 
 #[cfg(test)]

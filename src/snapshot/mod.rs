@@ -273,13 +273,13 @@ pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> 
 
 /// Whether `n` ids from `first` to `last` are dense enough that range scans over the
 /// span (reading at most 4 records per wanted one) beat point reads.
-fn dense(first: u32, last: u32, n: usize) -> bool {
+pub(crate) fn dense(first: u32, last: u32, n: usize) -> bool {
     u64::from(last - first) < 4 * n as u64
 }
 
 /// The key ranges `[start, end)` of the runs, the asset records and the label records
 /// that hold the assets `first..=last`.
-fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 3] {
+pub(crate) fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 3] {
     let end = |k: Vec<u8>| if last == u32::MAX { vec![k[0] + 1] } else { k };
     let next = AssetId(last.wrapping_add(1));
     [

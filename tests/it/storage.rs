@@ -580,3 +580,102 @@ fn a_format_3_database_has_its_runs_rewritten_when_opened_and_reads_the_same() -
     assert_eq!(db.asset_by_external_id("mail", "m63")?.id, AssetId(63));
     Ok(())
 }
+
+/// `stats` counted from each asset's own reads (`asset`, `history`): what the one-pass
+/// range scan must equal.
+fn stats_one_by_one(db: &Db, project: &str) -> labeldb::Result<labeldb::Stats> {
+    let mut s = labeldb::Stats::default();
+    for status in Status::ALL {
+        s.by_status.insert(status, 0);
+    }
+    for id in db.asset_ids(project)? {
+        let asset = db.asset(id)?;
+        if asset.deleted {
+            s.deleted += 1;
+            continue;
+        }
+        s.assets += 1;
+        *s.by_status.entry(asset.status).or_default() += 1;
+        let history = db.history(id)?;
+        let mut latest: std::collections::HashMap<String, &labeldb::Label> = Default::default();
+        for l in &history {
+            s.labels += 1;
+            *s.by_kind.entry(l.kind).or_default() += 1;
+            *s.by_source.entry(l.source.to_string()).or_default() += 1;
+            if l.kind == labeldb::LabelKind::Annotation {
+                latest.insert(l.source.to_string(), l);
+                s.human_seconds += f64::from(l.seconds);
+            }
+        }
+        for l in latest.values() {
+            for (job, answer) in &l.answers {
+                let per_class = s.classes.entry(job.clone()).or_default();
+                for class in answer.class_occurrences() {
+                    *per_class.entry(class.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Two projects written in turns (so that each one's id range holds the other's runs),
+/// a third with three assets far apart (read one by one), later labels, status changes,
+/// soft deletes and a purge: `stats` equals the counts from each asset's own reads, and
+/// damage to one project's records fails only that project's stats.
+#[test]
+fn stats_read_in_one_pass_equal_the_counts_from_each_asset_and_fail_only_on_the_projects_own_damage() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path().join("db"))?;
+    for p in ["mail", "other", "rare"] {
+        db.create_project("admin", p, schema(SCHEMA))?;
+    }
+    let mut mails = Vec::new();
+    for round in 0..6u32 {
+        if round % 3 == 0 {
+            db.add_asset("admin", "rare", NewAsset::text(format!("r{round}"), "rare"))?;
+        }
+        let batch: Vec<NewAsset> = (0..40).map(|i| mail(round * 40 + i)).collect();
+        mails.extend(db.add_assets("admin", "mail", batch)?.added);
+        let others: Vec<NewAsset> = (0..30)
+            .map(|i| NewAsset::text(format!("o{round}-{i}"), "other mail"))
+            .collect();
+        db.add_assets("admin", "other", others)?;
+    }
+    for (k, &id) in mails.iter().enumerate() {
+        match k % 5 {
+            0 => {
+                let mut l = NewLabel::annotation("bob").answer("category", Answer::class("complaint"));
+                l.seconds = 2.5;
+                db.add_label(id, l)?;
+            }
+            1 => db.set_status("rita", id, Status::Reviewed)?,
+            2 if k % 3 == 0 => db.delete_asset("admin", id)?,
+            3 => {
+                db.add_label(
+                    id,
+                    NewLabel::prediction("clf", "2").answer("category", Answer::class("order")),
+                )?;
+            }
+            _ => {}
+        }
+    }
+    db.purge_asset("admin", mails[7])?;
+    for p in ["mail", "other", "rare"] {
+        assert_eq!(db.stats(p)?, stats_one_by_one(&db, p)?, "{p}");
+    }
+    // 240 mails, one purged; deleted: k = 12 mod 15 (16 of them); bob's complaint on
+    // k = 0 mod 5 (48), none deleted; alice's order on every live mail.
+    let stats = db.stats("mail")?;
+    assert_eq!((stats.assets, stats.deleted), (223, 16));
+    assert_eq!(stats.classes["category"]["complaint"], 48);
+    assert_eq!(stats.classes["category"]["order"], 223);
+
+    // A damaged label of a mail: mail's stats name it; other's, whose id range holds
+    // it, are still counted.
+    let hit = mails[100];
+    damage(&db, RecordRef::Label(LabelId::new(hit, 1)))?;
+    expect_corruption(db.stats("mail").map(drop), &format!("label/{}/1", hit.0), "mail");
+    assert_eq!(db.stats("other")?, stats_one_by_one(&db, "other")?);
+    Ok(())
+}
