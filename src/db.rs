@@ -431,6 +431,24 @@ fn touched_since(store: &Store, seq: Seq) -> Result<Option<(croaring::Bitmap, u6
     Ok(Some((touched, events)))
 }
 
+/// Whether `n` ids from `first` to `last` are dense enough that range scans over the
+/// span (reading at most 4 records per wanted one) beat point reads.
+pub(crate) fn dense(first: u32, last: u32, n: usize) -> bool {
+    u64::from(last - first) < 4 * n as u64
+}
+
+/// The key ranges `[start, end)` of the runs, the asset records and the label records
+/// that hold the assets `first..=last`.
+pub(crate) fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 3] {
+    let end = |k: Vec<u8>| if last == u32::MAX { vec![k[0] + 1] } else { k };
+    let next = AssetId(last.wrapping_add(1));
+    [
+        (keys::run(AssetId(first & !(run::BLOCK - 1))), end(keys::run(next))),
+        (keys::asset(AssetId(first)), end(keys::asset(next))),
+        (keys::labels_of(AssetId(first)), end(keys::labels_of(next))),
+    ]
+}
+
 /// Every asset with its labels, in id order: one merged pass over the runs, the ASSET
 /// records and the LABEL records (all ordered by asset id; see [`run`] for how they
 /// combine). Records that fail to decode are left out (`verify` names them), so that a
@@ -447,7 +465,7 @@ pub(crate) fn assets_with_labels_in(
     first: u32,
     last: u32,
 ) -> impl Iterator<Item = Result<(Asset, Vec<Label>)>> + '_ {
-    let [runs, assets, labels] = crate::snapshot::id_range(first, last);
+    let [runs, assets, labels] = id_range(first, last);
     let mut runs = run::scan_range(store, &runs, first..=last).peekable();
     let mut records = store
         .range::<Asset>(&assets.0, &assets.1)

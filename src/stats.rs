@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::asset::{Asset, Status};
-use crate::db::{assets_with_labels_in, Db};
+use crate::db::{assets_with_labels_in, dense, Db};
 use crate::error::Result;
 use crate::label::{Label, LabelKind, Source};
 
@@ -41,7 +41,7 @@ impl Db {
         let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
             return one_by_one();
         };
-        if !crate::snapshot::dense(first.0, last.0, ids.len()) {
+        if !dense(first.0, last.0, ids.len()) {
             return one_by_one();
         }
         // The assets the index held when the count began (`ids` is sorted), whatever is

@@ -19,7 +19,7 @@ use croaring::Bitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::asset::{AssetId, Digest};
-use crate::db::{read_history, Db};
+use crate::db::{dense, id_range, read_history, Db};
 use crate::error::{Error, Result};
 use crate::event::{Action, Seq};
 use crate::label::{Answer, Label, LabelId, LabelKind, Source, Verdict};
@@ -269,24 +269,6 @@ pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> 
         });
     }
     Ok(members)
-}
-
-/// Whether `n` ids from `first` to `last` are dense enough that range scans over the
-/// span (reading at most 4 records per wanted one) beat point reads.
-pub(crate) fn dense(first: u32, last: u32, n: usize) -> bool {
-    u64::from(last - first) < 4 * n as u64
-}
-
-/// The key ranges `[start, end)` of the runs, the asset records and the label records
-/// that hold the assets `first..=last`.
-pub(crate) fn id_range(first: u32, last: u32) -> [(Vec<u8>, Vec<u8>); 3] {
-    let end = |k: Vec<u8>| if last == u32::MAX { vec![k[0] + 1] } else { k };
-    let next = AssetId(last.wrapping_add(1));
-    [
-        (keys::run(AssetId(first & !(run::BLOCK - 1))), end(keys::run(next))),
-        (keys::asset(AssetId(first)), end(keys::asset(next))),
-        (keys::labels_of(AssetId(first)), end(keys::labels_of(next))),
-    ]
 }
 
 /// The stored records of one snapshot member (see [`Db::fetch`]): its ASSET record if
