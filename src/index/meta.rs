@@ -51,6 +51,20 @@ impl Ids {
         }
     }
 
+    /// Takes `id` out; `false` when nothing is left.
+    fn remove(&mut self, id: u32) -> bool {
+        match self {
+            Ids::One(one) => *one != id,
+            Ids::Many(bm) => {
+                bm.remove(id);
+                if bm.cardinality() == 1 {
+                    *self = Ids::One(bm.minimum().unwrap_or(id));
+                }
+                true
+            }
+        }
+    }
+
     /// Takes `ids` out; `false` when nothing is left.
     fn subtract(&mut self, ids: &Bitmap) -> bool {
         match self {
@@ -95,6 +109,9 @@ impl MetaIndex {
 
     /// Adds assets to a value's set. Strings are cloned only when new.
     pub(crate) fn add_many(&mut self, key: &str, value: &MetaKey, ids: &[u32]) {
+        if ids.is_empty() {
+            return;
+        }
         let values = match self.0.get_mut(key) {
             Some(values) => values,
             None => self.0.entry(key.to_string()).or_default(),
@@ -134,12 +151,12 @@ impl MetaIndex {
         MetaIndex(out)
     }
 
-    /// Takes `ids` out of one value's set.
-    pub(crate) fn remove(&mut self, key: &str, value: &MetaKey, ids: &Bitmap) {
+    /// Takes an asset out of one value's set.
+    pub(crate) fn remove(&mut self, key: &str, value: &MetaKey, id: u32) {
         let Some(values) = self.0.get_mut(key) else {
             return;
         };
-        if values.get_mut(value).is_some_and(|set| !set.subtract(ids)) {
+        if values.get_mut(value).is_some_and(|set| !set.remove(id)) {
             values.remove(value);
             if values.is_empty() {
                 self.0.remove(key);
@@ -199,9 +216,18 @@ mod tests {
         assert_eq!(index.get("file", &value("a.jpg")), Some(&Ids::One(7)));
         index.add_many("file", &value("a.jpg"), &[3, 9]);
         assert_eq!(ids(&index, "file", "a.jpg"), [3, 7, 9]);
-        index.remove("file", &value("a.jpg"), &Bitmap::of(&[3, 9]));
+        index.remove("file", &value("a.jpg"), 3);
+        index.remove("file", &value("a.jpg"), 4);
+        assert_eq!(ids(&index, "file", "a.jpg"), [7, 9]);
+        index.remove("file", &value("a.jpg"), 9);
         assert_eq!(index.get("file", &value("a.jpg")), Some(&Ids::One(7)), "back to one");
-        index.remove("file", &value("a.jpg"), &Bitmap::of(&[7]));
+        index.remove("file", &value("a.jpg"), 8);
+        assert_eq!(
+            index.get("file", &value("a.jpg")),
+            Some(&Ids::One(7)),
+            "8 was not there"
+        );
+        index.remove("file", &value("a.jpg"), 7);
         assert_eq!(index, MetaIndex::default(), "no empty value or key is kept");
 
         // The same sets built in another order compare equal.

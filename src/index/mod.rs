@@ -76,7 +76,7 @@ impl ProjectIndex {
     fn remove(&mut self, id: u32, e: &Entry) {
         for k in &e.keys {
             if let Key::Meta(name, value) = k {
-                self.meta.remove(name, value, &Bitmap::of(&[id]));
+                self.meta.remove(name, value, id);
             } else if let Some(bm) = self.bitmaps.get_mut(k) {
                 bm.remove(id);
                 if bm.is_empty() {
