@@ -61,6 +61,8 @@ impl TextOp {
 }
 
 pub(crate) struct TextIndex {
+    /// The index directory.
+    dir: PathBuf,
     index: Index,
     asset: Field,
     content: Field,
@@ -97,6 +99,43 @@ impl Columns {
         let live: HashSet<SegmentId> = searcher.segment_readers().iter().map(|r| r.segment_id()).collect();
         self.0.lock().retain(|id, _| live.contains(id));
     }
+}
+
+/// The file in the index directory that lists the segment files that passed their
+/// checksums, one `name length mtime_ns` line each: segment files never change, so each
+/// is read once, by the first open that finds it, unless its length or time changes.
+const CHECKED: &str = "checked-files";
+
+/// Checks the files of the index's segments against their checksums, skipping a segment
+/// whose files all have a line in `checked` (see [`CHECKED`]); returns the lines of every
+/// file of the index's segments. A file that fails is `DataCorruption` naming it.
+fn check_files(index: &Index, dir: &Path, checked: &HashSet<String>) -> tantivy::Result<HashSet<String>> {
+    let managed = index.directory().list_managed_files();
+    let mut now = HashSet::new();
+    for segment in index.searchable_segment_metas()? {
+        let files: Vec<PathBuf> = segment.list_files().intersection(&managed).cloned().collect();
+        let mut lines = Vec::with_capacity(files.len());
+        for file in &files {
+            let meta = std::fs::metadata(dir.join(file))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            lines.push(format!("{} {} {mtime}", file.display(), meta.len()));
+        }
+        if !lines.iter().all(|l| checked.contains(l)) {
+            for file in &files {
+                if !index.directory().validate_checksum(file)? {
+                    let corruption =
+                        tantivy::error::DataCorruption::new(file.clone(), "the file fails its checksum".into());
+                    return Err(corruption.into());
+                }
+            }
+        }
+        now.extend(lines);
+    }
+    Ok(now)
 }
 
 fn text_error(e: impl std::fmt::Display) -> Error {
@@ -139,11 +178,20 @@ impl TextIndex {
         let (schema, asset, content) = schema();
         let index = Index::open_or_create(tantivy::directory::MmapDirectory::open(dir)?, schema)?;
         // Opening reads only the files' footers: a flipped byte inside a segment would
-        // show (or panic) only when a search reads it.
-        let corrupted = index.validate_checksum()?;
-        if let Some(file) = corrupted.into_iter().next() {
-            let corruption = tantivy::error::DataCorruption::new(file, "the file fails its checksum".into());
-            return Err(corruption.into());
+        // show (or panic) only when a search reads it. Files unchanged since an earlier
+        // open checked them are not read again (`verify` reads them all).
+        let checked_list = dir.join(CHECKED);
+        let checked: HashSet<String> = std::fs::read_to_string(&checked_list)
+            .map(|list| list.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let now = check_files(&index, dir, &checked)?;
+        if now != checked {
+            // Best effort: a list not written only means checking those files again.
+            let list: Vec<&str> = now.iter().map(String::as_str).collect();
+            let temporary = dir.join(format!("{CHECKED}.tmp"));
+            if std::fs::write(&temporary, list.join("\n")).is_ok() {
+                let _ = std::fs::rename(&temporary, &checked_list);
+            }
         }
         index.tokenizers().register(
             TOKENIZER,
@@ -157,6 +205,7 @@ impl TextIndex {
         let writer = index.writer(WRITER_HEAP)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let t = TextIndex {
+            dir: dir.to_path_buf(),
             index,
             asset,
             content,
@@ -227,6 +276,23 @@ impl TextIndex {
         self.committed.store(seq, Ordering::Release);
         drop(w);
         Ok(())
+    }
+
+    /// Checks every file of the index's segments against its checksum (for `verify`):
+    /// `Some(problem)` naming a file that fails. A merge may remove files while they are
+    /// listed: a check that fails for another reason is tried again, twice.
+    pub(crate) fn check_all_files(&self) -> Result<Option<String>> {
+        let mut attempt = 0;
+        loop {
+            match check_files(&self.index, &self.dir, &HashSet::new()) {
+                Ok(_) => return Ok(None),
+                Err(e @ tantivy::TantivyError::DataCorruption(_)) => {
+                    return Ok(Some(format!("text index: {e}; run verify --repair")))
+                }
+                Err(_) if attempt < 2 => attempt += 1,
+                Err(e) => return Err(text_error(e)),
+            }
+        }
     }
 
     /// Whether applied changes wait for a commit.

@@ -922,6 +922,57 @@ fn a_text_index_damaged_while_closed_is_rebuilt_on_open_with_the_same_results() 
     Ok(())
 }
 
+/// A segment file of an index that an earlier open checked, damaged in place keeping
+/// its length and time (as bit rot would): open does not read such a file again, so
+/// `verify` is what finds it, and `verify --repair` rebuilds.
+#[test]
+fn a_checked_segment_file_damaged_in_place_is_named_by_verify_and_repaired() -> TestResult {
+    use std::io::{Read, Seek, SeekFrom, Write as _};
+    let (dir, db, _) = sms_db()?;
+    let before = q(&db, SMS, "free OR call");
+    let path = db.path().to_path_buf();
+    drop(db);
+    // This open checks the files and lists them as checked.
+    let db = crate::reopen(&path)?;
+    assert_eq!(db.index_info().text_rebuilt, None);
+    drop(db);
+
+    let file = largest_index_file(&path.join("text"), "term")?;
+    let modified = std::fs::metadata(&file)?.modified()?;
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&file)?;
+    let middle = f.metadata()?.len() / 2;
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(middle))?;
+    f.read_exact(&mut byte)?;
+    f.seek(SeekFrom::Start(middle))?;
+    f.write_all(&[byte[0] ^ 0xff])?;
+    f.set_modified(modified)?;
+    drop(f);
+
+    let db = crate::reopen(&path)?;
+    assert_eq!(
+        db.index_info().text_rebuilt,
+        None,
+        "open trusts files it checked before"
+    );
+    let report = db.verify()?;
+    let name = file.file_name().and_then(|n| n.to_str()).ok_or("a file name")?;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(name) && p.contains("checksum")),
+        "{:?}",
+        report.problems
+    );
+    db.repair_indexes()?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(q(&db, SMS, "free OR call"), before);
+    drop(dir);
+    Ok(())
+}
+
 /// Tells [`killed_text_writer_child`] the database to write to.
 const CHILD_ENV: &str = "LABELDB_SEARCH_TEST_KILLED_WRITER_DB";
 
