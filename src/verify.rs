@@ -361,7 +361,7 @@ impl Db {
         }
         let _writer = self.inner.writer.lock();
         text.commit(|| self.inner.store.flush(), false)?;
-        out.extend(text.check_all_files()?);
+        out.extend(text.check_all_files());
         let indexed = text.all()?;
         if &indexed != live_text {
             out.push(format!(

@@ -279,18 +279,23 @@ impl TextIndex {
     }
 
     /// Checks every file of the index's segments against its checksum (for `verify`):
-    /// `Some(problem)` naming a file that fails. A merge may remove files while they are
-    /// listed: a check that fails for another reason is tried again, twice.
-    pub(crate) fn check_all_files(&self) -> Result<Option<String>> {
+    /// `Some(problem)` naming a file that fails or cannot be read. A merge may remove
+    /// files while they are listed: a check that fails for another reason than a
+    /// checksum is tried again, twice, before it counts.
+    pub(crate) fn check_all_files(&self) -> Option<String> {
         let mut attempt = 0;
         loop {
             match check_files(&self.index, &self.dir, &HashSet::new()) {
-                Ok(_) => return Ok(None),
+                Ok(_) => return None,
                 Err(e @ tantivy::TantivyError::DataCorruption(_)) => {
-                    return Ok(Some(format!("text index: {e}; run verify --repair")))
+                    return Some(format!("text index: {e}; run verify --repair"))
                 }
                 Err(_) if attempt < 2 => attempt += 1,
-                Err(e) => return Err(text_error(e)),
+                Err(e) => {
+                    return Some(format!(
+                        "text index: its files cannot be checked ({e}); run verify --repair"
+                    ))
+                }
             }
         }
     }

@@ -924,7 +924,8 @@ fn a_text_index_damaged_while_closed_is_rebuilt_on_open_with_the_same_results() 
 
 /// A segment file of an index that an earlier open checked, damaged in place keeping
 /// its length and time (as bit rot would): open does not read such a file again, so
-/// `verify` is what finds it, and `verify --repair` rebuilds.
+/// `verify` is what finds it, and `verify --repair` rebuilds; so too for a file deleted
+/// under an open database.
 #[test]
 fn a_checked_segment_file_damaged_in_place_is_named_by_verify_and_repaired() -> TestResult {
     use std::io::{Read, Seek, SeekFrom, Write as _};
@@ -962,6 +963,19 @@ fn a_checked_segment_file_damaged_in_place_is_named_by_verify_and_repaired() -> 
             .problems
             .iter()
             .any(|p| p.contains(name) && p.contains("checksum")),
+        "{:?}",
+        report.problems
+    );
+    db.repair_indexes()?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(q(&db, SMS, "free OR call"), before);
+
+    // A segment file deleted under an open database: verify names it, repair rebuilds.
+    std::fs::remove_file(largest_index_file(&path.join("text"), "pos")?)?;
+    let report = db.verify()?;
+    assert!(
+        report.problems.iter().any(|p| p.contains("cannot be checked")),
         "{:?}",
         report.problems
     );
