@@ -22,7 +22,7 @@ use crate::project::ProjectId;
 use crate::store::codec::Bytes;
 
 pub(crate) use entry::{derive, top_scores, Entry, Key, MetaKey, NumKey};
-pub(crate) use meta::MetaIndex;
+pub(crate) use meta::{Ids, MetaIndex};
 pub(crate) use numeric::NumIndex;
 
 /// The indexes of one project.
@@ -293,11 +293,16 @@ impl Indexes {
             };
             let mut meta = Vec::new();
             for (k, bytes) in p.bitmaps {
-                let bm = de(bytes.as_ref())?;
                 match k {
-                    Key::Meta(name, value) => meta.push((name, value, bm)),
+                    Key::Meta(name, value) => {
+                        let set = Ids::from_bytes(bytes.as_ref());
+                        if set.is_none() && from_bytes(bytes.as_ref()).is_none() {
+                            return Err("bad bitmap".into());
+                        }
+                        meta.push((name, value, set));
+                    }
                     k => {
-                        ix.bitmaps.insert(k, bm);
+                        ix.bitmaps.insert(k, de(bytes.as_ref())?);
                     }
                 }
             }
