@@ -382,3 +382,21 @@ fn a_database_of_an_older_format_is_upgraded_by_the_first_command_with_a_note() 
     assert!(verified.ends_with(" records checked, 0 problems\n"), "{verified}");
     Ok(())
 }
+
+#[test]
+fn the_page_cache_size_is_a_global_flag_and_must_be_positive() -> TestResult {
+    let cli = Cli::with_emails()?;
+    let stats = cli.json(&["--cache-mib", "8", "stats", "shop"])?;
+    assert_eq!(stats["assets"], 3);
+    let emails = cli.file("more.jsonl", "{\"id\": \"e4\", \"text\": \"a fourth\"}\n")?;
+    let imported = cli.ok(&["import", "shop", &emails, "--cache-mib", "1"])?;
+    assert!(imported.starts_with("imported 1 assets"), "{imported}");
+    let ran = cli.run(&["--cache-mib", "0", "stats", "shop"])?;
+    assert_eq!(ran.code, Some(2));
+    assert!(
+        ran.stderr.starts_with("error: ") && ran.stderr.contains("--cache-mib"),
+        "{}",
+        ran.stderr
+    );
+    Ok(())
+}
