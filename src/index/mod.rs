@@ -295,10 +295,7 @@ impl Indexes {
             for (k, bytes) in p.bitmaps {
                 match k {
                     Key::Meta(name, value) => {
-                        let set = Ids::from_bytes(bytes.as_ref());
-                        if set.is_none() && from_bytes(bytes.as_ref()).is_none() {
-                            return Err("bad bitmap".into());
-                        }
+                        let set = Ids::from_bytes(bytes.as_ref()).ok_or_else(|| "bad bitmap".to_string())?;
                         meta.push((name, value, set));
                     }
                     k => {

@@ -639,9 +639,8 @@ fn decode_all(p: &mut BlockSegmentPostings) -> Vec<DocId> {
 
 /// Walks posting list `p` alongside `docs` (ascending), calling `found` with each doc of
 /// `docs` that `p` holds and its term frequency (meaningless unless `p` was read with
-/// frequencies): a
-/// merge within the loaded block, and a skip to the block that may hold the next doc
-/// once it is passed.
+/// frequencies): a merge within the loaded block, and a skip to the block that may hold
+/// the next doc once it is passed.
 fn walk(docs: &[DocId], p: &mut BlockSegmentPostings, mut found: impl FnMut(DocId, u32)) {
     let mut at = 0;
     for &d in docs {
