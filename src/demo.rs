@@ -13,13 +13,13 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::asset::{AssetId, Status};
-use crate::db::Db;
-use crate::error::{Error, Result};
-use crate::import::{Format, ImportOptions};
-use crate::label::{Answer, LabelKind, NewLabel, Source, Span, Verdict};
-use crate::project::Schema;
-use crate::stats::Stats;
+use crate::model::asset::{AssetId, Status};
+use crate::model::error::{Error, Result};
+use crate::model::label::{Answer, LabelKind, NewLabel, Source, Span, Verdict};
+use crate::model::project::Schema;
+use crate::Db;
+use crate::Stats;
+use crate::{Format, ImportOptions};
 
 /// The demo project's name.
 pub const PROJECT: &str = "orders";
@@ -205,14 +205,14 @@ pub fn generate(n: usize, seed: u64) -> Vec<Email> {
 pub fn schema() -> Schema {
     Schema {
         jobs: vec![
-            crate::project::Job {
+            crate::model::project::Job {
                 name: "category".into(),
-                kind: crate::project::JobKind::Classification { multi: false },
+                kind: crate::model::project::JobKind::Classification { multi: false },
                 classes: CATEGORIES.iter().map(|c| c.to_string()).collect(),
             },
-            crate::project::Job {
+            crate::model::project::Job {
                 name: "entities".into(),
-                kind: crate::project::JobKind::Spans,
+                kind: crate::model::project::JobKind::Spans,
                 classes: ENTITIES.iter().map(|c| c.to_string()).collect(),
             },
         ],
@@ -460,7 +460,7 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
         PROJECT,
         "v1",
         &crate::query::parse("status:labeled OR status:reviewed")?,
-        &crate::snapshot::Selection::LatestHuman,
+        &crate::Selection::LatestHuman,
     )?;
     let took = t.elapsed();
     let snap = db.snapshot(PROJECT, "v1")?;

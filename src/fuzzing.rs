@@ -1,13 +1,13 @@
 //! Entry points for the fuzz targets in `fuzz/` (and their regression replay in tests).
 //! Each takes arbitrary bytes and must never panic. Not part of the stable API.
 
-use crate::asset::Asset;
-use crate::event::Event;
+use crate::index::columns::{Block, Choice, Facts};
 use crate::index::Image;
-use crate::label::Label;
-use crate::project::{Project, Schema};
-use crate::run::Run;
-use crate::snapshot::column::{Block, Choice, Facts};
+use crate::model::asset::Asset;
+use crate::model::event::Event;
+use crate::model::label::Label;
+use crate::model::project::{Project, Schema};
+use crate::store::run::Run;
 use crate::store::{codec, Counters};
 
 /// A schema with one job of each kind, for the importer targets.
@@ -79,8 +79,8 @@ pub fn parse_jsonl(bytes: &[u8]) {
     let schema = schema();
     for line in bytes.split(|b| *b == b'\n') {
         if let Ok(text) = std::str::from_utf8(line) {
-            if let Ok(asset) = crate::import::parse_jsonl_line(text, &schema) {
-                let _ = crate::db::validate_new_asset(&schema, &asset);
+            if let Ok(asset) = crate::formats::parse_jsonl_line(text, &schema) {
+                let _ = crate::engine::validate_new_asset(&schema, &asset);
             }
         }
     }
@@ -89,10 +89,10 @@ pub fn parse_jsonl(bytes: &[u8]) {
 /// Parses `bytes` as a CoNLL file, validating each sentence against [`schema`].
 pub fn parse_conll(bytes: &[u8]) {
     let schema = schema();
-    for record in crate::import::conll_records(bytes, "fuzz.conll", "entities", "gold") {
+    for record in crate::formats::conll_records(bytes, "fuzz.conll", "entities", "gold") {
         if let Ok((_, Ok(asset))) = record {
             // Spans built from tags are always inside the text and on char boundaries.
-            if let Err(e @ crate::Error::InvalidAnswer { .. }) = crate::db::validate_new_asset(&schema, &asset) {
+            if let Err(e @ crate::Error::InvalidAnswer { .. }) = crate::engine::validate_new_asset(&schema, &asset) {
                 panic!("CoNLL produced an invalid span: {e}");
             }
         }

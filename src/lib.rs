@@ -25,38 +25,35 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod asset;
-mod db;
 pub mod demo;
-mod error;
-mod event;
-mod external;
+mod engine;
+mod formats;
 #[doc(hidden)]
 pub mod fuzzing;
-mod import;
+pub mod json {
+    //! JSON views of records (moving to the crate root).
+    pub use crate::formats::json::*;
+}
 mod index;
-pub mod json;
-mod label;
-mod project;
+mod model;
+mod ops;
 pub mod query;
-mod run;
 pub mod snapshot;
-mod stats;
 mod store;
-mod verify;
 
-pub use asset::{
+pub use engine::{validate_new_asset, AddReport, Db, DbBuilder, Durability, IndexInfo, RecordRef};
+pub use formats::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport};
+pub use model::asset::{
     Asset, AssetId, AssetKind, Content, Digest, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN, MAX_META_KEY_LEN,
     MAX_META_VALUE_LEN, MAX_TEXT_LEN,
 };
-pub use db::{validate_new_asset, AddReport, Db, DbBuilder, Durability, IndexInfo, RecordRef};
-pub use error::{Error, Result};
-pub use event::{Action, Event, Seq};
-pub use import::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport};
-pub use label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
-pub use project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
+pub use model::error::{Error, Result};
+pub use model::event::{Action, Event, Seq};
+pub use model::label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
+pub use model::project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
+pub use model::selection::Selection;
+pub use ops::stats::Stats;
+pub use ops::verify::VerifyReport;
 pub use query::{AssetSet, Facets, Filter, Hit, Page, Sort};
-pub use snapshot::{Diff, Example, Examples, ModelInfo, Selection, Snapshot, SnapshotInfo};
-pub use stats::Stats;
+pub use snapshot::{Diff, Example, Examples, ModelInfo, Snapshot, SnapshotInfo};
 pub use store::FORMAT_VERSION;
-pub use verify::VerifyReport;

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{Asset, MetaValue, Status};
-use crate::label::{Label, LabelKind, Source};
+use crate::model::asset::{Asset, MetaValue, Status};
+use crate::model::label::{Label, LabelKind, Source};
 
 /// A bitmap key: the assets that have this property.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

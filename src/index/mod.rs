@@ -6,7 +6,9 @@
 //! re-deriving every asset that the log touched after that seq. `verify` compares them
 //! with a rebuild from primary data.
 
+pub(crate) mod columns;
 pub(crate) mod entry;
+pub(crate) mod external;
 pub(crate) mod meta;
 pub(crate) mod numeric;
 pub(crate) mod text;
@@ -16,9 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use croaring::{Bitmap, Portable};
 use serde::{Deserialize, Serialize};
 
-use crate::asset::AssetId;
-use crate::event::Seq;
-use crate::project::ProjectId;
+use crate::model::asset::AssetId;
+use crate::model::event::Seq;
+use crate::model::project::ProjectId;
 use crate::store::codec::Bytes;
 
 pub(crate) use entry::{derive, top_scores, Entry, Key, MetaKey, NumKey};
@@ -473,7 +475,7 @@ mod tests {
     /// An entry that varies with `i`: shared and rare keys, values in shared and in
     /// distinct numeric buckets.
     fn entry(i: u32) -> Entry {
-        use crate::asset::Status;
+        use crate::model::asset::Status;
         let mut e = Entry::default();
         e.keys
             .insert(Key::Status([Status::Todo, Status::Labeled][i as usize % 2]));
@@ -525,7 +527,7 @@ mod tests {
         let p = &bulk.projects[&project];
         assert_eq!(p.all.cardinality(), ids.len() as u64);
         let status = |s| p.bitmaps[&Key::Status(s)].contains(5);
-        use crate::asset::Status;
+        use crate::model::asset::Status;
         assert!(
             status(Status::Todo) && !status(Status::Labeled),
             "the delta applied last"

@@ -12,8 +12,6 @@ use std::ops::Bound;
 
 use croaring::Bitmap;
 
-use crate::query::CmpOp;
-
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct NumIndex {
     pub buckets: BTreeMap<u32, Bitmap>,
@@ -104,6 +102,34 @@ impl NumIndex {
 
     pub(crate) fn memory(&self) -> usize {
         self.buckets.values().map(|b| super::allocated(b) + 4).sum()
+    }
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `=`
+    Eq,
+}
+
+impl CmpOp {
+    /// Whether `lhs OP rhs` holds.
+    pub fn holds(self, lhs: f64, rhs: f64) -> bool {
+        match self {
+            CmpOp::Lt => lhs < rhs,
+            CmpOp::Le => lhs <= rhs,
+            CmpOp::Gt => lhs > rhs,
+            CmpOp::Ge => lhs >= rhs,
+            CmpOp::Eq => lhs == rhs,
+        }
     }
 }
 

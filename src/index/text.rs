@@ -30,10 +30,9 @@ use tantivy::tokenizer::{
 };
 use tantivy::{doc, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, Term};
 
-use crate::asset::{Asset, AssetId, Content};
-use crate::error::{Error, Result};
-use crate::event::Seq;
-use crate::query::TextQuery;
+use crate::model::asset::{Asset, AssetId, Content};
+use crate::model::error::{Error, Result};
+use crate::model::event::Seq;
 
 const TOKENIZER: &str = "labeldb";
 const WRITER_HEAP: usize = 64 << 20;
@@ -762,4 +761,15 @@ impl<S: SegmentCollector> SegmentCollector for WithinSegment<S> {
     fn harvest(self) -> S::Fruit {
         self.inner.harvest()
     }
+}
+
+/// A full-text query over text assets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TextQuery {
+    /// One word.
+    Term(String),
+    /// Words that must appear in order.
+    Phrase(Vec<String>),
+    /// Words starting with this prefix (`deliv*`).
+    Prefix(String),
 }

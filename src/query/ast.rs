@@ -3,8 +3,11 @@
 //! Applications build [`Filter`] values directly; the textual language
 //! (docs/query.md) parses into the same tree.
 
-use crate::asset::{MetaValue, Status};
-use crate::label::LabelKind;
+use crate::model::asset::{MetaValue, Status};
+use crate::model::label::LabelKind;
+
+pub use crate::index::numeric::CmpOp;
+pub use crate::index::text::TextQuery;
 
 /// A filter over the assets of one project. It evaluates to a set of asset ids.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,43 +102,4 @@ pub enum NumField {
     Created,
     /// `labels`: number of distinct human annotators.
     Labels,
-}
-
-/// A comparison operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CmpOp {
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-    /// `=`
-    Eq,
-}
-
-impl CmpOp {
-    /// Whether `lhs OP rhs` holds.
-    pub fn holds(self, lhs: f64, rhs: f64) -> bool {
-        match self {
-            CmpOp::Lt => lhs < rhs,
-            CmpOp::Le => lhs <= rhs,
-            CmpOp::Gt => lhs > rhs,
-            CmpOp::Ge => lhs >= rhs,
-            CmpOp::Eq => lhs == rhs,
-        }
-    }
-}
-
-/// A full-text query over text assets.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TextQuery {
-    /// One word.
-    Term(String),
-    /// Words that must appear in order.
-    Phrase(Vec<String>),
-    /// Words starting with this prefix (`deliv*`).
-    Prefix(String),
 }

@@ -16,14 +16,14 @@ use croaring::Bitmap;
 pub use ast::{CmpOp, Filter, NumField, TextQuery};
 pub use parser::{parse, to_query_string, MAX_NESTING, MAX_OPERATORS};
 
-use crate::asset::{AssetId, Status};
-use crate::db::{read_history, Db};
-use crate::error::{Error, Result};
+use crate::engine::{read_history, Db};
 use crate::index::numeric::BUCKET_SHIFT;
 use crate::index::text::{union, TextIndex};
 use crate::index::{self, Key, MetaKey, NumKey, ProjectIndex};
-use crate::label::LabelKind;
-use crate::project::Project;
+use crate::model::asset::{AssetId, Status};
+use crate::model::error::{Error, Result};
+use crate::model::label::LabelKind;
+use crate::model::project::Project;
 
 /// A set of assets of one project: the result of a filter.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -12,9 +12,9 @@
 //! bounded by [`MAX_NESTING`] and the tree size by [`MAX_OPERATORS`], so that neither
 //! parsing nor dropping or evaluating the result can overflow the stack.
 
-use crate::asset::{MetaValue, Status};
-use crate::error::{Error, Result};
-use crate::label::LabelKind;
+use crate::model::asset::{MetaValue, Status};
+use crate::model::error::{Error, Result};
+use crate::model::label::LabelKind;
 
 use super::ast::{CmpOp, Filter, NumField, TextQuery};
 

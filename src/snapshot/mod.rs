@@ -7,88 +7,30 @@
 //! (content never changes, revisions are never overwritten) and an asset that a
 //! snapshot references cannot be purged, so a snapshot returns the same examples forever.
 
-pub(crate) mod column;
 mod reader;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use croaring::Bitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{AssetId, Digest};
-use crate::db::{dense, id_range, read_history, Db};
-use crate::error::{Error, Result};
-use crate::event::{Action, Seq};
-use crate::label::{Answer, Label, LabelId, LabelKind, Source, Verdict};
-use crate::project::{check_name, Project, ProjectId, Schema};
+use crate::engine::{dense, id_range, read_history, Db};
+use crate::index::columns::{self, answers_bytes, choose, hash64, Facts};
+use crate::model::asset::{AssetId, Digest};
+use crate::model::error::{Error, Result};
+use crate::model::event::{Action, Seq};
+use crate::model::label::LabelId;
+use crate::model::project::{check_name, Project, ProjectId, Schema};
+use crate::model::selection::Selection;
 use crate::query::{to_query_string, Filter};
-use crate::run;
-use crate::store::{codec, keys, Raw, Store};
-use column::Facts;
+use crate::store::run;
+use crate::store::{keys, Raw, Store};
 
 pub use reader::{Diff, Example, Examples, Relabel, Snapshot};
 
 /// Members per stored chunk.
 const CHUNK: usize = 65_536;
-
-/// Which label revision of each asset a snapshot takes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Selection {
-    /// The latest review, when it accepted. Its answers, or when it has none, the answers
-    /// of the revision it reviewed (`derived_from`).
-    LatestReviewed,
-    /// The majority of the latest human annotation of each author: annotations are
-    /// grouped by identical answers, the largest group wins; on a tie, the group holding
-    /// the most recent revision wins. The chosen revision is that group's most recent.
-    Majority,
-    /// The latest human annotation.
-    LatestHuman,
-    /// The latest prediction of this model version.
-    Model {
-        /// Model name.
-        name: String,
-        /// Model version.
-        version: String,
-    },
-}
-
-impl fmt::Display for Selection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Selection::LatestReviewed => f.write_str("latest-reviewed"),
-            Selection::Majority => f.write_str("majority"),
-            Selection::LatestHuman => f.write_str("latest-human"),
-            Selection::Model { name, version } => write!(f, "model:{name}@{version}"),
-        }
-    }
-}
-
-impl FromStr for Selection {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Selection> {
-        Ok(match s {
-            "latest-reviewed" => Selection::LatestReviewed,
-            "majority" => Selection::Majority,
-            "latest-human" => Selection::LatestHuman,
-            other => match other.strip_prefix("model:") {
-                Some(spec) => match Source::model(spec)? {
-                    Source::Model { name, version } => Selection::Model { name, version },
-                    _ => unreachable!("Source::model returns a model"),
-                },
-                None => {
-                    return Err(Error::invalid(
-                        "selection",
-                        format!("{s:?} (expected latest-reviewed, majority, latest-human or model:NAME@VERSION)"),
-                    ))
-                }
-            },
-        })
-    }
-}
 
 /// What a snapshot is: everything but its members.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,23 +92,6 @@ pub struct ModelInfo {
     pub registered_at: u64,
 }
 
-/// Canonical bytes of answers (digest input): bincode with varint integers, without the
-/// record version and crc, so the digest does not change with the storage encoding.
-fn answers_bytes(answers: &BTreeMap<String, Answer>) -> Vec<u8> {
-    codec::canonical(answers)
-}
-
-fn hash64(bytes: &[u8]) -> u64 {
-    let h = blake3::hash(bytes);
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&h.as_bytes()[..8]);
-    u64::from_be_bytes(a)
-}
-
-pub(crate) fn split_hash(external_id: &str) -> u64 {
-    hash64(external_id.as_bytes())
-}
-
 /// What the digest hashes first.
 const DIGEST_PREFIX: &[u8] = b"labeldb-snapshot-v1\0";
 
@@ -177,61 +102,6 @@ fn member_bytes(out: &mut Vec<u8>, external_id: &str, content: &Digest, answers:
     out.extend_from_slice(&content.0);
     out.extend_from_slice(&(answers.len() as u64).to_be_bytes());
     out.extend_from_slice(answers);
-}
-
-/// The chosen revision and answers of one asset under a selection, if it has one.
-pub(crate) fn choose<'h>(selection: &Selection, history: &'h [Label]) -> Option<(u32, &'h BTreeMap<String, Answer>)> {
-    match selection {
-        Selection::LatestHuman => history
-            .iter()
-            .rev()
-            .find(|l| l.kind == LabelKind::Annotation)
-            .map(|l| (l.id.revision(), &l.answers)),
-        Selection::Model { name, version } => history
-            .iter()
-            .rev()
-            .find(|l| {
-                l.kind == LabelKind::Prediction
-                    && matches!(&l.source, Source::Model { name: n, version: v } if n == name && v == version)
-            })
-            .map(|l| (l.id.revision(), &l.answers)),
-        Selection::LatestReviewed => {
-            let review = history.iter().rev().find(|l| l.kind == LabelKind::Review)?;
-            if review.verdict != Some(Verdict::Accept) {
-                return None;
-            }
-            let answers = match review.derived_from {
-                Some(r) if review.answers.is_empty() => &history.iter().find(|l| l.id == r)?.answers,
-                _ => &review.answers,
-            };
-            Some((review.id.revision(), answers))
-        }
-        Selection::Majority => {
-            let mut latest: BTreeMap<&Source, &Label> = BTreeMap::new();
-            for l in history.iter().filter(|l| l.kind == LabelKind::Annotation) {
-                latest.insert(&l.source, l);
-            }
-            if latest.len() == 1 {
-                // One annotator: their latest label is the majority (and no answers need
-                // comparing).
-                return latest.into_values().next().map(|l| (l.id.revision(), &l.answers));
-            }
-            // answers bytes → (votes, most recent revision in the group)
-            let mut groups: BTreeMap<Vec<u8>, (usize, u32, &Label)> = BTreeMap::new();
-            for l in latest.values() {
-                let g = groups.entry(answers_bytes(&l.answers)).or_insert((0, 0, l));
-                g.0 += 1;
-                if l.id.revision() >= g.1 {
-                    g.1 = l.id.revision();
-                    g.2 = l;
-                }
-            }
-            groups
-                .into_values()
-                .max_by_key(|(votes, rev, _)| (*votes, *rev))
-                .map(|(_, rev, l)| (rev, &l.answers))
-        }
-    }
 }
 
 /// The digest of rows in external-id order, hashed in large pieces (blake3 is several
@@ -296,7 +166,7 @@ struct Computed {
 }
 
 /// One member being computed: its facts and choice in the decoded blocks, and its id.
-type Row<'a> = (&'a Facts<&'a str>, &'a column::Choice<&'a [u8]>, u32);
+type Row<'a> = (&'a Facts<&'a str>, &'a columns::Choice<&'a [u8]>, u32);
 
 /// The stored blocks of one column in `[start, end)`.
 fn read_blocks(store: &Store, start: &[u8], end: &[u8]) -> Result<Vec<Raw>> {
@@ -304,7 +174,7 @@ fn read_blocks(store: &Store, start: &[u8], end: &[u8]) -> Result<Vec<Raw>> {
 }
 
 /// The entries of block `b` among decoded blocks (sorted by block number).
-fn entries_at<T>(blocks: &[(u32, column::Block<T>)], b: u32) -> &[(u8, T)] {
+fn entries_at<T>(blocks: &[(u32, columns::Block<T>)], b: u32) -> &[(u8, T)] {
     blocks
         .binary_search_by_key(&b, |(n, _)| *n)
         .map_or(&[], |i| &blocks[i].1.entries)
@@ -343,10 +213,10 @@ fn sort_by_external_id(rows: &mut Vec<Row>) {
 }
 
 /// Decodes stored blocks (borrowing from them) with their block numbers.
-fn decode_blocks<'a, T: Deserialize<'a>>(raw: &'a [Raw]) -> Result<Vec<(u32, column::Block<T>)>> {
+fn decode_blocks<'a, T: Deserialize<'a>>(raw: &'a [Raw]) -> Result<Vec<(u32, columns::Block<T>)>> {
     raw.iter()
         .map(|r| {
-            let block: column::Block<T> = r.decode()?;
+            let block: columns::Block<T> = r.decode()?;
             let k = r.key();
             let corrupt = |reason: &str| Error::Corruption {
                 key: keys::describe(k),
@@ -446,9 +316,9 @@ impl Db {
                 digest: digest_rows(&[]),
             });
         };
-        let (first, last) = (first >> column::BLOCK_SHIFT, last >> column::BLOCK_SHIFT);
+        let (first, last) = (first >> columns::BLOCK_SHIFT, last >> columns::BLOCK_SHIFT);
         let store = &self.inner.store;
-        let base = column::base_of(selection);
+        let base = columns::base_of(selection);
         let mut ranges = vec![(keys::facts(first), keys::facts(last + 1))];
         for s in std::iter::once(selection).chain(base.as_ref()) {
             ranges.push((keys::choices(s, first), keys::choices(s, last + 1)));
@@ -468,7 +338,7 @@ impl Db {
             let facts = scope.spawn(|| decode_blocks::<Facts<&str>>(&raw[0]));
             let choices: Result<Vec<_>> = raw[1..]
                 .iter()
-                .map(|r| decode_blocks::<column::Choice<&[u8]>>(r))
+                .map(|r| decode_blocks::<columns::Choice<&[u8]>>(r))
                 .collect();
             (facts.join().unwrap_or_else(|_| Err(panicked())), choices)
         });
@@ -485,7 +355,7 @@ impl Db {
             let overrides_here = overrides.map_or(&[][..], |o| entries_at(o, *b));
             let (mut f, mut o) = (0, 0);
             for (slot, choice) in &block.entries {
-                let asset = column::asset_at(*b, *slot);
+                let asset = columns::asset_at(*b, *slot);
                 if !ids.contains(asset.0) {
                     continue;
                 }
@@ -744,7 +614,7 @@ impl Db {
                     continue;
                 }
             };
-            let label = match self.label(crate::label::LabelId::new(AssetId(m.asset), m.revision)) {
+            let label = match self.label(crate::model::label::LabelId::new(AssetId(m.asset), m.revision)) {
                 Ok(l) => l,
                 Err(e) => {
                     problems.push(format!("member {:?}: {e}", asset.external_id));
@@ -884,13 +754,13 @@ mod tests {
             let facts: Vec<Facts<&str>> = ids
                 .iter()
                 .map(|id| Facts {
-                    project: crate::project::ProjectId(1),
+                    project: crate::model::project::ProjectId(1),
                     external_id: id.as_str(),
                     content: Digest([0; 32]),
                     split_hash: 0,
                 })
                 .collect();
-            let choice = column::Choice { revision: 0, upto: 1, answers_hash: 0, answers: &[][..] };
+            let choice = columns::Choice { revision: 0, upto: 1, answers_hash: 0, answers: &[][..] };
             let mut rows: Vec<Row> = facts.iter().enumerate().map(|(i, f)| (f, &choice, i as u32)).collect();
             sort_by_external_id(&mut rows);
             let got: Vec<&str> = rows.iter().map(|r| r.0.external_id).collect();

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{Fetched, Member, SnapshotInfo};
-use crate::asset::{Asset, AssetId, Content};
-use crate::db::Db;
 use crate::demo::Rng;
-use crate::error::{Error, Result};
-use crate::json::label_json;
-use crate::label::{Answer, Label, LabelId, LabelKind};
+use crate::engine::Db;
+use crate::formats::json::label_json;
+use crate::model::asset::{Asset, AssetId, Content};
+use crate::model::error::{Error, Result};
+use crate::model::label::{Answer, Label, LabelId, LabelKind};
 use crate::store::keys;
 
 /// One training example: an asset's content and the chosen answers.

@@ -7,7 +7,7 @@
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::model::error::{Error, Result};
 
 use super::keys;
 
@@ -181,7 +181,7 @@ mod tests {
     fn truncation_is_a_corruption_error_naming_the_key() {
         let bytes = encode(&"some text".to_string());
         for len in 0..bytes.len() {
-            let r: Result<String> = decode(&keys::asset(crate::asset::AssetId(7)), &bytes[..len]);
+            let r: Result<String> = decode(&keys::asset(crate::model::asset::AssetId(7)), &bytes[..len]);
             match r {
                 Err(Error::Corruption { key, .. }) => assert_eq!(key, "asset/7"),
                 other => panic!("truncated to {len}: {other:?}"),

@@ -3,11 +3,11 @@
 //! Everything lives in one sled tree so that a logical write is one atomic
 //! `apply_batch`. docs/format.md describes each key.
 
-use crate::asset::AssetId;
-use crate::event::Seq;
-use crate::label::{LabelId, Source};
-use crate::project::ProjectId;
-use crate::snapshot::Selection;
+use crate::model::asset::AssetId;
+use crate::model::event::Seq;
+use crate::model::label::{LabelId, Source};
+use crate::model::project::ProjectId;
+use crate::model::selection::Selection;
 
 /// Key tags. Never reuse or renumber one: they are on disk.
 pub(crate) mod tag {
@@ -58,7 +58,7 @@ pub(crate) fn asset(id: AssetId) -> Vec<u8> {
 }
 
 /// An external id's record up to format 2 (format 3 keeps the map in memory, see
-/// `crate::external`); only the upgrade removes them, and a test hook writes them.
+/// `crate::index::external`); only the upgrade removes them, and a test hook writes them.
 pub(crate) fn external(project: ProjectId, external_id: &str) -> Vec<u8> {
     let mut k = with_tag(tag::EXTERNAL, &project.0.to_be_bytes());
     k.extend_from_slice(external_id.as_bytes());
@@ -183,7 +183,7 @@ pub(crate) fn model(project: ProjectId, name: &str, version: &str) -> Vec<u8> {
     k
 }
 
-/// The run of assets starting at `first` (see `crate::run`).
+/// The run of assets starting at `first` (see `crate::store::run`).
 pub(crate) fn run(first: AssetId) -> Vec<u8> {
     with_tag(tag::RUN, &first.0.to_be_bytes())
 }

@@ -6,13 +6,14 @@
 
 pub(crate) mod codec;
 pub(crate) mod keys;
+pub(crate) mod run;
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::model::error::{Error, Result};
 
 /// The on-disk format version this build writes and reads. 1: the first; 2: adds the
 /// selection columns (FACTS and CHOICES records); 3: assets added in runs (RUN records),

@@ -5,10 +5,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::asset::{Asset, Content, MetaValue};
-use crate::event::Event;
-use crate::import::to_codepoint;
-use crate::label::{Answer, Label, Source};
+use crate::formats::to_codepoint;
+use crate::model::asset::{Asset, Content, MetaValue};
+use crate::model::event::Event;
+use crate::model::label::{Answer, Label, Source};
 
 /// Metadata as a JSON object.
 pub fn meta_json(meta: &std::collections::BTreeMap<String, MetaValue>) -> Value {

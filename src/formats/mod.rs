@@ -8,6 +8,7 @@
 //! simply be run again.
 
 mod conll;
+pub(crate) mod json;
 mod jsonl;
 
 use std::cell::Cell;
@@ -18,10 +19,10 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
 
-use crate::asset::NewAsset;
-use crate::db::{validate_new_asset, Db};
-use crate::error::{Error, Result};
-use crate::project::{JobKind, Project};
+use crate::engine::{validate_new_asset, Db};
+use crate::model::asset::NewAsset;
+use crate::model::error::{Error, Result};
+use crate::model::project::{JobKind, Project};
 
 pub(crate) use conll::records as conll_records;
 pub use jsonl::{parse_line as parse_jsonl_line, to_byte_offset, to_codepoint};
@@ -129,7 +130,7 @@ impl Db {
         mut progress: impl FnMut(&ImportReport),
     ) -> Result<ImportReport> {
         let project = self.project(project)?;
-        crate::project::check_name("actor", actor)?;
+        crate::model::project::check_name("actor", actor)?;
         let bytes = Rc::new(Cell::new(0u64));
         let counter = Counting {
             inner: reader,

@@ -10,10 +10,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::event::Seq;
-use crate::label::NewLabel;
-use crate::project::ProjectId;
+use crate::model::error::{Error, Result};
+use crate::model::event::Seq;
+use crate::model::label::NewLabel;
+use crate::model::project::ProjectId;
 
 /// Dense identifier of an asset, unique in the database (roaring bitmaps index `u32`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -17,12 +17,11 @@ use std::collections::{HashMap, HashSet};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{answers_bytes, choose, hash64, split_hash, Selection};
-use crate::asset::{Asset, AssetId, Digest};
-use crate::db::assets_with_labels;
-use crate::error::Result;
-use crate::label::{Answer, Label, LabelKind, Source};
-use crate::project::ProjectId;
+use crate::model::asset::{Asset, AssetId, Digest};
+use crate::model::error::Result;
+use crate::model::label::{Answer, Label, LabelKind, Source, Verdict};
+use crate::model::project::ProjectId;
+use crate::model::selection::Selection;
 use crate::store::{codec, keys, Batch, Store};
 
 /// Asset ids per block: `id >> BLOCK_SHIFT` is the block, the low bits the slot.
@@ -91,7 +90,7 @@ mod digest_bytes {
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
 
-    use crate::asset::Digest;
+    use crate::model::asset::Digest;
 
     pub fn serialize<S: Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(&d.0)
@@ -406,11 +405,14 @@ impl Check {
     }
 }
 
-/// Rewrites every column from the asset and label records (one merged scan), removing
-/// blocks nothing derives; `finish` adds to the final batch (opening a format-1
-/// database puts its new format version there). Records that fail to decode are left
-/// out ([`assets_with_labels`]): `verify` names them.
-pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<()> {
+/// Rewrites every column from `assets` (every asset with its history, in id order: the
+/// engine's merged scan of the records), removing blocks nothing derives; `finish` adds
+/// to the final batch (opening a format-1 database puts its new format version there).
+pub(crate) fn rebuild(
+    store: &Store,
+    assets: impl Iterator<Item = (Asset, Vec<Label>)>,
+    finish: impl FnOnce(&mut Batch),
+) -> Result<()> {
     let mut stale: HashSet<Vec<u8>> = HashSet::new();
     for t in [keys::tag::FACTS, keys::tag::CHOICES] {
         for k in store.scan_keys(&[t]) {
@@ -432,7 +434,7 @@ pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<
         }
         Ok(())
     };
-    for (asset, history) in assets_with_labels(store) {
+    for (asset, history) in assets {
         if let Some(done) = builder.push(&asset, &history) {
             write(done, &mut batch, &mut stale)?;
         }
@@ -443,6 +445,78 @@ pub(crate) fn rebuild(store: &Store, finish: impl FnOnce(&mut Batch)) -> Result<
     }
     finish(&mut batch);
     store.apply(batch)
+}
+
+/// Canonical bytes of answers (digest input): bincode with varint integers, without the
+/// record version and crc, so the digest does not change with the storage encoding.
+pub(crate) fn answers_bytes(answers: &BTreeMap<String, Answer>) -> Vec<u8> {
+    codec::canonical(answers)
+}
+
+pub(crate) fn hash64(bytes: &[u8]) -> u64 {
+    let h = blake3::hash(bytes);
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_be_bytes(a)
+}
+
+pub(crate) fn split_hash(external_id: &str) -> u64 {
+    hash64(external_id.as_bytes())
+}
+
+/// The chosen revision and answers of one asset under a selection, if it has one.
+pub(crate) fn choose<'h>(selection: &Selection, history: &'h [Label]) -> Option<(u32, &'h BTreeMap<String, Answer>)> {
+    match selection {
+        Selection::LatestHuman => history
+            .iter()
+            .rev()
+            .find(|l| l.kind == LabelKind::Annotation)
+            .map(|l| (l.id.revision(), &l.answers)),
+        Selection::Model { name, version } => history
+            .iter()
+            .rev()
+            .find(|l| {
+                l.kind == LabelKind::Prediction
+                    && matches!(&l.source, Source::Model { name: n, version: v } if n == name && v == version)
+            })
+            .map(|l| (l.id.revision(), &l.answers)),
+        Selection::LatestReviewed => {
+            let review = history.iter().rev().find(|l| l.kind == LabelKind::Review)?;
+            if review.verdict != Some(Verdict::Accept) {
+                return None;
+            }
+            let answers = match review.derived_from {
+                Some(r) if review.answers.is_empty() => &history.iter().find(|l| l.id == r)?.answers,
+                _ => &review.answers,
+            };
+            Some((review.id.revision(), answers))
+        }
+        Selection::Majority => {
+            let mut latest: BTreeMap<&Source, &Label> = BTreeMap::new();
+            for l in history.iter().filter(|l| l.kind == LabelKind::Annotation) {
+                latest.insert(&l.source, l);
+            }
+            if latest.len() == 1 {
+                // One annotator: their latest label is the majority (and no answers need
+                // comparing).
+                return latest.into_values().next().map(|l| (l.id.revision(), &l.answers));
+            }
+            // answers bytes → (votes, most recent revision in the group)
+            let mut groups: BTreeMap<Vec<u8>, (usize, u32, &Label)> = BTreeMap::new();
+            for l in latest.values() {
+                let g = groups.entry(answers_bytes(&l.answers)).or_insert((0, 0, l));
+                g.0 += 1;
+                if l.id.revision() >= g.1 {
+                    g.1 = l.id.revision();
+                    g.2 = l;
+                }
+            }
+            groups
+                .into_values()
+                .max_by_key(|(votes, rev, _)| (*votes, *rev))
+                .map(|(_, rev, l)| (rev, &l.answers))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,19 +13,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard};
 
-use crate::asset::{
+use crate::index::columns;
+use crate::index::external::ExternalIds;
+use crate::index::text::{TextIndex, TextOp};
+use crate::index::{self, Delta, Indexes};
+use crate::model::asset::{
     Asset, AssetId, Content, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN, MAX_META_KEY_LEN, MAX_META_VALUE_LEN,
     MAX_TEXT_LEN,
 };
-use crate::error::{Error, Result};
-use crate::event::{Action, Event, Seq};
-use crate::external::ExternalIds;
-use crate::index::text::{TextIndex, TextOp};
-use crate::index::{self, Delta, Indexes};
-use crate::label::{Label, LabelId, LabelKind, NewLabel, Source};
-use crate::project::{check_name, Project, ProjectId, Schema, Settings};
-use crate::run;
-use crate::snapshot::{column, Selection};
+use crate::model::error::{Error, Result};
+use crate::model::event::{Action, Event, Seq};
+use crate::model::label::{Label, LabelId, LabelKind, NewLabel, Source};
+use crate::model::project::{check_name, Project, ProjectId, Schema, Settings};
+use crate::model::selection::Selection;
+use crate::store::run;
 use crate::store::{codec, keys, Batch, Counters, Store, FORMAT_VERSION};
 
 /// When writes become durable.
@@ -138,7 +139,7 @@ fn upgrade(store: &Store, from: u32) -> Result<()> {
     for k in store.scan_keys(&[keys::tag::EXTERNAL]) {
         external.push(k?);
     }
-    column::rebuild(store, |b| {
+    columns::rebuild(store, assets_with_labels(store), |b| {
         for k in external {
             b.remove(k);
         }
@@ -354,8 +355,8 @@ impl RecordRef {
             RecordRef::Event(seq) => keys::event(seq),
             RecordRef::Project(id) => keys::project(id),
             RecordRef::IndexCheckpoint => keys::index_chunk(0),
-            RecordRef::Facts(id) => keys::facts(id.0 >> column::BLOCK_SHIFT),
-            RecordRef::Choices(s, id) => keys::choices(&s, id.0 >> column::BLOCK_SHIFT),
+            RecordRef::Facts(id) => keys::facts(id.0 >> columns::BLOCK_SHIFT),
+            RecordRef::Choices(s, id) => keys::choices(&s, id.0 >> columns::BLOCK_SHIFT),
             RecordRef::SnapshotChunk { snapshot, chunk } => keys::snapshot_chunk(snapshot, chunk),
         }
     }
@@ -624,7 +625,7 @@ pub(crate) struct Txn<'a> {
     now: u64,
     index: index::Changes,
     text_ops: Vec<TextOp>,
-    columns: column::Pending,
+    columns: columns::Pending,
     /// External ids this write adds (`Some`) or removes (`None`).
     external: Vec<(ProjectId, String, Option<AssetId>)>,
 }
@@ -817,7 +818,7 @@ impl Db {
             now: now_ms(),
             index: index::Changes::default(),
             text_ops: Vec::new(),
-            columns: column::Pending::default(),
+            columns: columns::Pending::default(),
             external: Vec::new(),
         };
         let out = f(&mut txn)?;

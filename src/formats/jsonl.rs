@@ -8,10 +8,10 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use crate::asset::{Content, MetaValue, NewAsset, Status};
-use crate::error::{Error, Result};
-use crate::label::{Answer, BBox, LabelKind, NewLabel, Scores, Source, Span, Verdict};
-use crate::project::{JobKind, Schema};
+use crate::model::asset::{Content, MetaValue, NewAsset, Status};
+use crate::model::error::{Error, Result};
+use crate::model::label::{Answer, BBox, LabelKind, NewLabel, Scores, Source, Span, Verdict};
+use crate::model::project::{JobKind, Schema};
 
 /// The lines of a JSONL input with their numbers (from 1); blank lines are skipped. Only
 /// an I/O failure is an `Err` of the iterator; a line that is not UTF-8 is an `Err`

@@ -2,15 +2,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::asset::{Asset, AssetId};
-use crate::db::{assets_with_labels, rebuild_indexes, Db};
-use crate::error::Result;
-use crate::event::Event;
-use crate::external::ExternalIds;
-use crate::label::{Label, LabelId};
-use crate::project::{Project, ProjectId};
-use crate::run::{self, Run};
-use crate::snapshot::{column, SnapshotInfo};
+use crate::engine::{assets_with_labels, rebuild_indexes, Db};
+use crate::index::columns;
+use crate::index::external::ExternalIds;
+use crate::model::asset::{Asset, AssetId};
+use crate::model::error::Result;
+use crate::model::event::Event;
+use crate::model::label::{Label, LabelId};
+use crate::model::project::{Project, ProjectId};
+use crate::snapshot::SnapshotInfo;
+use crate::store::run::{self, Run};
 use crate::store::{codec, keys, keys::tag, Counters, FORMAT_VERSION};
 
 /// What [`Db::verify`] found.
@@ -81,7 +82,7 @@ impl Db {
         let mut snapshots: Vec<SnapshotInfo> = Vec::new();
         let mut live_text = croaring::Bitmap::new();
         let mut format = None;
-        let mut columns = column::Check::default();
+        let mut columns = columns::Check::default();
 
         for kv in store.raw() {
             let (k, v) = kv?;
@@ -184,9 +185,10 @@ impl Db {
                 }
                 tag::FACTS | tag::CHOICES => {
                     let ordered = if t == tag::FACTS {
-                        c.decode::<column::Block<column::Facts>>(&k, &v).map(|b| b.is_ordered())
+                        c.decode::<columns::Block<columns::Facts>>(&k, &v)
+                            .map(|b| b.is_ordered())
                     } else {
-                        c.decode::<column::Block<column::Choice>>(&k, &v)
+                        c.decode::<columns::Block<columns::Choice>>(&k, &v)
                             .map(|b| b.is_ordered())
                     };
                     if ordered == Some(false) {
@@ -379,14 +381,14 @@ impl Db {
     pub fn repair_indexes(&self) -> Result<usize> {
         let fixed = {
             let _writer = self.inner.writer.lock();
-            column::rebuild(&self.inner.store, |_| {})?;
+            columns::rebuild(&self.inner.store, assets_with_labels(&self.inner.store), |_| {})?;
             // Built again from the rebuilt FACTS blocks on first use.
             *self.inner.external.write() = None;
             let mut index = self.inner.index.write();
             let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
             let fixed = index.differences(&rebuilt).len();
             *index = rebuilt;
-            crate::db::rebuild_text(&self.inner.store, &self.inner.text, index.seq)?;
+            crate::engine::rebuild_text(&self.inner.store, &self.inner.text, index.seq)?;
             fixed
         };
         self.inner.force_checkpoint()?;
@@ -416,7 +418,7 @@ impl Db {
             if l.id.revision() as usize != rev {
                 c.problem(format!("asset {}: revision {} is stored at position {rev}", a.id, l.id));
             }
-            let as_new = crate::label::NewLabel {
+            let as_new = crate::model::label::NewLabel {
                 kind: l.kind,
                 source: l.source.clone(),
                 parent: None,
@@ -449,7 +451,15 @@ impl Db {
 }
 
 /// What never changes about an asset once added.
-fn immutable(a: &Asset) -> (ProjectId, &str, &crate::asset::Content, crate::asset::Digest, u64) {
+fn immutable(
+    a: &Asset,
+) -> (
+    ProjectId,
+    &str,
+    &crate::model::asset::Content,
+    crate::model::asset::Digest,
+    u64,
+) {
     (a.project, &a.external_id, &a.content, a.digest, a.created_seq)
 }
 

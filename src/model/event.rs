@@ -6,9 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{AssetId, Digest, MetaValue, Status};
-use crate::label::{LabelId, LabelKind, Source};
-use crate::project::ProjectId;
+use crate::model::asset::{AssetId, Digest, MetaValue, Status};
+use crate::model::label::{LabelId, LabelKind, Source};
+use crate::model::project::ProjectId;
 
 /// Position in the event log; the first event has seq 1.
 pub type Seq = u64;

@@ -10,9 +10,9 @@
 use std::io::BufRead;
 
 use super::Record;
-use crate::asset::NewAsset;
-use crate::error::{Error, Result};
-use crate::label::{Answer, NewLabel, Span};
+use crate::model::asset::NewAsset;
+use crate::model::error::{Error, Result};
+use crate::model::label::{Answer, NewLabel, Span};
 
 /// A sentence being read.
 #[derive(Default)]

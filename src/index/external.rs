@@ -10,11 +10,11 @@
 
 use std::collections::HashMap;
 
-use crate::asset::AssetId;
-use crate::error::Result;
+use crate::index::columns::{self, Block, Facts};
 use crate::index::FastMap;
-use crate::project::ProjectId;
-use crate::snapshot::column::{self, Block, Facts};
+use crate::model::asset::AssetId;
+use crate::model::error::Result;
+use crate::model::project::ProjectId;
 use crate::store::{keys, Store};
 
 /// External id → asset id, per project.
@@ -35,7 +35,7 @@ impl ExternalIds {
                 return Ok(ExternalIds::from_records(store));
             };
             for (slot, f) in &facts.entries {
-                map.insert(f.project, f.external_id, column::asset_at(block, *slot));
+                map.insert(f.project, f.external_id, columns::asset_at(block, *slot));
             }
         }
         Ok(map)
@@ -44,7 +44,7 @@ impl ExternalIds {
     /// Builds the map from the asset records (runs and ASSET records).
     pub(crate) fn from_records(store: &Store) -> ExternalIds {
         let mut map = ExternalIds::default();
-        for (asset, _) in crate::db::assets_with_labels(store) {
+        for (asset, _) in crate::engine::assets_with_labels(store) {
             map.insert(asset.project, asset.external_id, asset.id);
         }
         map

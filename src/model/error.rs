@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::asset::{AssetId, Status};
-use crate::label::LabelId;
+use crate::model::asset::{AssetId, Status};
+use crate::model::label::LabelId;
 
 /// A result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::asset::{Asset, Status};
-use crate::db::{assets_with_labels_in, dense, Db};
-use crate::error::Result;
-use crate::label::{Label, LabelKind, Source};
+use crate::engine::{assets_with_labels_in, dense, Db};
+use crate::model::asset::{Asset, Status};
+use crate::model::error::Result;
+use crate::model::label::{Label, LabelKind, Source};
 
 /// Counts over one project.
 #[derive(Clone, Debug, Default, PartialEq)]

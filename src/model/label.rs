@@ -8,9 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{AssetId, Content};
-use crate::error::{Error, Result};
-use crate::project::{check_name, JobKind, Schema};
+use crate::model::asset::{AssetId, Content};
+use crate::model::error::{Error, Result};
+use crate::model::project::{check_name, JobKind, Schema};
 
 /// Identifier of a label revision: the asset in the high 32 bits, the revision in the low.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

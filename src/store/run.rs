@@ -19,9 +19,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{Asset, AssetId};
-use crate::error::Result;
-use crate::label::Label;
+use crate::model::asset::{Asset, AssetId};
+use crate::model::error::Result;
+use crate::model::label::Label;
 use crate::store::codec::{self, Bytes};
 use crate::store::{keys, Batch, Raw, Store};
 
