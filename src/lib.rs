@@ -28,20 +28,32 @@
 pub mod demo;
 mod engine;
 mod formats;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod json {
     //! JSON views of records (moving to the crate root).
     pub use crate::formats::json::*;
+    pub use crate::snapshot::snapshot_json;
 }
 mod index;
 mod model;
 mod ops;
 pub mod query;
+mod rng;
 pub mod snapshot;
 mod store;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing {
+    //! What the tests and the crash children need beyond the public API (the `testing`
+    //! feature; not part of the API).
+    pub use crate::rng::Rng;
+}
 
-pub use engine::{validate_new_asset, AddReport, Db, DbBuilder, Durability, IndexInfo, RecordRef};
+#[cfg(feature = "testing")]
+pub use engine::RecordRef;
+pub use engine::{Db, DbBuilder, Durability, IndexInfo};
 pub use formats::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport};
 pub use model::asset::{
     Asset, AssetId, AssetKind, Content, Digest, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN, MAX_META_KEY_LEN,
@@ -52,8 +64,9 @@ pub use model::event::{Action, Event, Seq};
 pub use model::label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
 pub use model::project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
 pub use model::selection::Selection;
+pub use ops::assets::{validate_new_asset, AddReport};
 pub use ops::stats::Stats;
-pub use ops::verify::VerifyReport;
+pub use ops::verify::{Problem, ProblemKind, VerifyReport};
 pub use query::{AssetSet, Facets, Filter, Hit, Page, Sort};
 pub use snapshot::{Diff, Example, Examples, ModelInfo, Snapshot, SnapshotInfo};
 pub use store::FORMAT_VERSION;

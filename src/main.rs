@@ -570,7 +570,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         say!(out, "           verdict: {v:?}");
                     }
                     if let labeldb::Source::Model { name, version } = &l.source {
-                        if let Some(m) = db.model_info(asset.project, name, version)? {
+                        if let Some(m) = db.model_info(&project, name, version)? {
                             say!(
                                 out,
                                 "           model {name}@{version} trained on snapshot {:?} ({})",
@@ -719,18 +719,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 drop(out);
                 print_json(
-                    &json!({"clean": report.is_clean(), "records": report.records, "problems": report.problems}),
+                    &json!({"clean": report.is_clean(), "records": report.records, "problems": report.lines()}),
                 )?;
             } else {
-                for p in &report.problems {
+                for p in report.lines() {
                     say!(out, "problem: {p}");
                 }
-                say!(
-                    out,
-                    "{} records checked, {} problems",
-                    report.records,
-                    report.problems.len()
-                );
+                say!(out, "{} records checked, {} problems", report.records, report.total());
             }
             if !report.is_clean() {
                 return Ok(ExitCode::from(1));

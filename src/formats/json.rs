@@ -122,19 +122,3 @@ pub fn event_json(e: &Event) -> Value {
         "action": serde_json::to_value(&e.action).unwrap_or(Value::Null),
     })
 }
-
-/// A snapshot's description: name, assets, digest, filter, selection, watermark, who/when.
-pub fn snapshot_json(info: &crate::snapshot::SnapshotInfo, tags: &[String]) -> Value {
-    json!({
-        "name": info.name,
-        "assets": info.assets,
-        "digest": info.digest.to_string(),
-        "filter": info.filter,
-        "selection": info.selection.to_string(),
-        "seq": info.seq,
-        "created_by": info.created_by,
-        "created_at": info.created_at,
-        "schema": info.schema.to_json(),
-        "tags": tags,
-    })
-}

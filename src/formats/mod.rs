@@ -19,11 +19,13 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
 
-use crate::engine::{validate_new_asset, Db};
+use crate::engine::Db;
 use crate::model::asset::NewAsset;
 use crate::model::error::{Error, Result};
 use crate::model::project::{JobKind, Project};
+use crate::ops::assets::validate_new_asset;
 
+#[cfg(feature = "testing")]
 pub(crate) use conll::records as conll_records;
 pub use jsonl::{parse_line as parse_jsonl_line, to_byte_offset, to_codepoint};
 

@@ -5,14 +5,14 @@
 //! is built on first use (not on open: a reopen for queries should not pay ~0.6 s per
 //! million assets), under the writer lock, from the FACTS blocks of the selection
 //! columns (each asset's project and external id, 256 assets to a record, written in
-//! the same batch as the asset), and the writer updates it after each write lands. Should a FACTS block not decode, the map is built from the asset records
-//! instead, so that uniqueness never rests on a damaged record.
+//! the same batch as the asset), and the writer updates it after each write lands. Should
+//! a FACTS block not decode, the map is built from the asset records instead, so that uniqueness never rests on a damaged record.
 
 use std::collections::HashMap;
 
 use crate::index::columns::{self, Block, Facts};
 use crate::index::FastMap;
-use crate::model::asset::AssetId;
+use crate::model::asset::{Asset, AssetId};
 use crate::model::error::Result;
 use crate::model::project::ProjectId;
 use crate::store::{keys, Store};
@@ -24,15 +24,15 @@ pub(crate) struct ExternalIds {
 }
 
 impl ExternalIds {
-    /// Builds the map from the FACTS blocks, or from the asset records should one of
-    /// them not decode.
-    pub(crate) fn load(store: &Store) -> Result<ExternalIds> {
+    /// Builds the map from the FACTS blocks, or from every asset (`records`) should one
+    /// of them not decode.
+    pub(crate) fn load<I: Iterator<Item = Asset>>(store: &Store, records: impl FnOnce() -> I) -> Result<ExternalIds> {
         let mut map = ExternalIds::default();
         for raw in store.scan_undecoded(&[keys::tag::FACTS]) {
             let raw = raw?;
             let block = keys::u32_at(raw.key(), 1);
             let Some((block, facts)) = block.zip(raw.decode::<Block<Facts<&str>>>().ok()) else {
-                return Ok(ExternalIds::from_records(store));
+                return Ok(ExternalIds::from_assets(records()));
             };
             for (slot, f) in &facts.entries {
                 map.insert(f.project, f.external_id, columns::asset_at(block, *slot));
@@ -41,10 +41,10 @@ impl ExternalIds {
         Ok(map)
     }
 
-    /// Builds the map from the asset records (runs and ASSET records).
-    pub(crate) fn from_records(store: &Store) -> ExternalIds {
+    /// Builds the map from the assets.
+    pub(crate) fn from_assets(assets: impl Iterator<Item = Asset>) -> ExternalIds {
         let mut map = ExternalIds::default();
-        for (asset, _) in crate::engine::assets_with_labels(store) {
+        for asset in assets {
             map.insert(asset.project, asset.external_id, asset.id);
         }
         map

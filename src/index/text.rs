@@ -138,7 +138,7 @@ fn check_files(index: &Index, dir: &Path, checked: &HashSet<String>) -> tantivy:
 }
 
 fn text_error(e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("text index: {e}"))
+    Error::storage(format!("text index: {e}"))
 }
 
 fn schema() -> (Schema, Field, Field) {

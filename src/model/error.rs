@@ -1,6 +1,7 @@
 //! The one error type of the library. Every variant names what failed.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use crate::model::asset::{AssetId, Status};
 use crate::model::label::LabelId;
@@ -12,16 +13,35 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The storage engine failed (I/O, or sled's own error).
-    #[error("storage error: {0}")]
-    Storage(String),
+    /// The storage engine failed (I/O, or sled's or tantivy's own error).
+    #[error("storage error: {source}")]
+    Storage {
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// Another process has the database open (one process at a time holds its lock).
+    #[error("database {} is in use by another process", path.display())]
+    InUse {
+        /// The database directory.
+        path: PathBuf,
+    },
     /// A file could not be read or written.
     #[error("I/O error on {path}: {cause}")]
     Io {
         /// The file.
         path: String,
         /// The cause.
+        #[source]
         cause: std::io::Error,
+    },
+    /// An id space is used up.
+    #[error("the database is full: it holds at most {limit} {what}")]
+    DatabaseFull {
+        /// The ids (`asset ids`, `snapshot ids`).
+        what: &'static str,
+        /// How many there can be.
+        limit: u64,
     },
     /// A stored record failed its checksum or could not be decoded.
     #[error("data corruption at key {key}: {reason}")]
@@ -102,20 +122,57 @@ pub enum Error {
         /// Requested status.
         to: Status,
     },
+    /// An asset with this external id already exists in the project
+    /// ([`Db::add_asset`](crate::Db::add_asset); `add_assets` skips it instead).
+    #[error("external id {external_id:?} already exists in project {project:?}")]
+    AssetExists {
+        /// Project name.
+        project: String,
+        /// The external id.
+        external_id: String,
+    },
+    /// A purge was refused: snapshots hold the asset.
+    #[error("asset {asset:?} is held by snapshots {}", snapshots.join(", "))]
+    HeldBySnapshots {
+        /// External id of the asset.
+        asset: String,
+        /// The snapshots holding it, by name.
+        snapshots: Vec<String>,
+    },
+    /// A snapshot (or a tag) of this name already exists in the project.
+    #[error("snapshot {name:?} already exists in project {project:?}")]
+    SnapshotExists {
+        /// Project name.
+        project: String,
+        /// The snapshot name.
+        name: String,
+    },
+    /// This model version is already registered in the project.
+    #[error("model {model} is already registered in project {project:?}")]
+    ModelExists {
+        /// Project name.
+        project: String,
+        /// `NAME@VERSION`.
+        model: String,
+    },
     /// The asset is soft-deleted; it must be restored before it changes.
     #[error("asset {0:?} is deleted")]
     AssetDeleted(String),
     /// Optimistic concurrency: the asset changed since the caller read it.
-    #[error("conflict on asset {asset:?}: expected {what} {}, found {}", fmt_rev(*.expected), fmt_rev(*.actual))]
+    #[error(
+        "conflict on asset {asset:?}: expected {what} {}, found {}",
+        fmt_rev(expected),
+        fmt_rev(actual)
+    )]
     Conflict {
         /// External id of the asset.
         asset: String,
         /// What was compared (`latest revision of alice`, `version`).
         what: String,
-        /// The label id the caller expected (`LabelId.0`).
-        expected: Option<u64>,
-        /// The label id stored (`LabelId.0`).
-        actual: Option<u64>,
+        /// The label the caller expected.
+        expected: Option<LabelId>,
+        /// The label stored.
+        actual: Option<LabelId>,
     },
     /// The same external id appears twice in one import.
     #[error("duplicate external id {0:?} in this import")]
@@ -153,20 +210,19 @@ pub enum Error {
     TextSearchUnavailable(String),
 }
 
-fn fmt_rev(r: Option<u64>) -> String {
+fn fmt_rev(r: &Option<LabelId>) -> String {
     match r {
-        Some(v) => LabelId(v).to_string(),
+        Some(id) => id.to_string(),
         None => "none".to_string(),
     }
 }
 
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Error {
-        Error::Storage(e.to_string())
-    }
-}
-
 impl Error {
+    /// Builds an [`Error::Storage`] from an error of the storage layer or a description.
+    pub(crate) fn storage(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Error {
+        Error::Storage { source: source.into() }
+    }
+
     /// Builds an [`Error::InvalidInput`].
     pub(crate) fn invalid(what: impl fmt::Display, reason: impl fmt::Display) -> Error {
         Error::InvalidInput {

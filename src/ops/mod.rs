@@ -2,5 +2,9 @@
 //! the audit trail, counts and the consistency check — each written through the engine's
 //! one write path ([`crate::engine::Txn`]) and read through its record read layer.
 
+pub(crate) mod assets;
+mod audit;
+mod labels;
+mod projects;
 pub(crate) mod stats;
 pub(crate) mod verify;

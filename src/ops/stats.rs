@@ -46,7 +46,7 @@ impl Db {
         }
         // The assets the index held when the count began (`ids` is sorted), whatever is
         // written meanwhile.
-        let scanned = assets_with_labels_in(&self.inner.store, first.0, last.0)
+        let scanned = assets_with_labels_in(self.store(), first.0, last.0)
             .filter(|r| r.as_ref().map_or(true, |(a, _)| ids.binary_search(&a.id).is_ok()));
         count(scanned).or_else(|_| one_by_one())
     }

@@ -2,9 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::engine::{assets_with_labels, rebuild_indexes, Db};
+use crate::engine::{assets_with_labels, Db};
 use crate::index::columns;
-use crate::index::external::ExternalIds;
 use crate::model::asset::{Asset, AssetId};
 use crate::model::error::Result;
 use crate::model::event::Event;
@@ -19,14 +18,75 @@ use crate::store::{codec, keys, keys::tag, Counters, FORMAT_VERSION};
 pub struct VerifyReport {
     /// Records read.
     pub records: u64,
-    /// Each problem, naming the key or record.
-    pub problems: Vec<String>,
+    /// Each problem, naming the key or record (at most 1,000).
+    pub problems: Vec<Problem>,
+    /// Problems found past the first 1,000, counted but not listed.
+    pub unlisted: u64,
+}
+
+/// One inconsistency that [`Db::verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// What kind of inconsistency.
+    pub kind: ProblemKind,
+    /// What is wrong, naming the key or record.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The kinds of [`Problem`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// A record fails its checksum or does not decode (the disk damaged it).
+    Damaged,
+    /// A record is stored under a key it does not match, or the key is unknown.
+    Misplaced,
+    /// Two stored copies of what never changes disagree.
+    Mismatch,
+    /// A record refers to one that does not exist.
+    Dangling,
+    /// An id that must be unique is not.
+    Duplicate,
+    /// A record breaks its schema or its lineage rules.
+    Invalid,
+    /// A sequence that must be contiguous (events, revisions) has a gap.
+    Gap,
+    /// The counters are missing or behind the ids in use.
+    Counters,
+    /// The format version record is missing or not this build's.
+    Format,
+    /// A derived structure (bitmap or text index, selection columns, external-id map,
+    /// source index) differs from the primary data; `repair_indexes` fixes it.
+    Derived,
+    /// A snapshot fails its own check ([`Db::verify_snapshot`]).
+    Snapshot,
 }
 
 impl VerifyReport {
     /// Whether every record decoded and every invariant held.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.unlisted == 0
+    }
+
+    /// Problems found, listed or not.
+    pub fn total(&self) -> u64 {
+        self.problems.len() as u64 + self.unlisted
+    }
+
+    /// One line per listed problem, then `... and N more problems` if some were not
+    /// listed (the CLI's output).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.problems.iter().map(Problem::to_string).collect();
+        if self.unlisted > 0 {
+            lines.push(format!("... and {} more problems", self.unlisted));
+        }
+        lines
     }
 }
 
@@ -35,15 +95,14 @@ const MAX_PROBLEMS: usize = 1000;
 
 struct Checker {
     report: VerifyReport,
-    hidden: u64,
 }
 
 impl Checker {
-    fn problem(&mut self, p: String) {
+    fn problem(&mut self, kind: ProblemKind, message: String) {
         if self.report.problems.len() < MAX_PROBLEMS {
-            self.report.problems.push(p);
+            self.report.problems.push(Problem { kind, message });
         } else {
-            self.hidden += 1;
+            self.report.unlisted += 1;
         }
     }
 
@@ -51,7 +110,7 @@ impl Checker {
         match codec::decode(k, v) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.problem(e.to_string());
+                self.problem(ProblemKind::Damaged, e.to_string());
                 None
             }
         }
@@ -64,10 +123,9 @@ impl Db {
     /// are valid against their schema, revisions and events are contiguous, counters are
     /// ahead of every id. It changes nothing.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let store = &self.inner.store;
+        let store = self.store();
         let mut c = Checker {
             report: VerifyReport::default(),
-            hidden: 0,
         };
         let mut projects: HashMap<ProjectId, Project> = HashMap::new();
         let mut project_names: Vec<(Vec<u8>, ProjectId)> = Vec::new();
@@ -88,7 +146,7 @@ impl Db {
             let (k, v) = kv?;
             c.report.records += 1;
             let Some(&t) = k.first() else {
-                c.problem("an empty key".into());
+                c.problem(ProblemKind::Misplaced, "an empty key".into());
                 continue;
             };
             match t {
@@ -98,13 +156,19 @@ impl Db {
                     } else if k == keys::meta(keys::meta::COUNTERS) {
                         counters = c.decode::<Counters>(&k, &v);
                     } else {
-                        c.problem(format!("unknown meta record {}", keys::describe(&k)));
+                        c.problem(
+                            ProblemKind::Misplaced,
+                            format!("unknown meta record {}", keys::describe(&k)),
+                        );
                     }
                 }
                 tag::PROJECT => {
                     if let Some(p) = c.decode::<Project>(&k, &v) {
                         if k != keys::project(p.id) {
-                            c.problem(format!("{} holds project {}", keys::describe(&k), p.id));
+                            c.problem(
+                                ProblemKind::Misplaced,
+                                format!("{} holds project {}", keys::describe(&k), p.id),
+                            );
                         }
                         projects.insert(p.id, p);
                     }
@@ -117,16 +181,22 @@ impl Db {
                 tag::ASSET => {
                     if let Some(a) = c.decode::<Asset>(&k, &v) {
                         if k != keys::asset(a.id) {
-                            c.problem(format!("{} holds asset {}", keys::describe(&k), a.id));
+                            c.problem(
+                                ProblemKind::Misplaced,
+                                format!("{} holds asset {}", keys::describe(&k), a.id),
+                            );
                         }
                         // A changed asset agrees with its run entry on what never changes
                         // (a damaged run is named when the scan reaches it).
                         if let Ok(Some(added)) = run::asset(store, a.id) {
                             if immutable(&added) != immutable(&a) {
-                                c.problem(format!(
-                                    "asset {}: its record and its run entry differ in what never changes",
-                                    a.id
-                                ));
+                                c.problem(
+                                    ProblemKind::Mismatch,
+                                    format!(
+                                        "asset {}: its record and its run entry differ in what never changes",
+                                        a.id
+                                    ),
+                                );
                             }
                         }
                     }
@@ -134,7 +204,10 @@ impl Db {
                 tag::LABEL => {
                     if let Some(l) = c.decode::<Label>(&k, &v) {
                         if k != keys::label(l.id) {
-                            c.problem(format!("{} holds label {}", keys::describe(&k), l.id));
+                            c.problem(
+                                ProblemKind::Misplaced,
+                                format!("{} holds label {}", keys::describe(&k), l.id),
+                            );
                         }
                         labelled.insert(l.asset());
                         if let Some(sk) = keys::source_label(&l.source, l.id) {
@@ -150,14 +223,20 @@ impl Db {
                 tag::EVENT => {
                     if let Some(e) = c.decode::<Event>(&k, &v) {
                         if k != keys::event(e.seq) {
-                            c.problem(format!("{} holds event {}", keys::describe(&k), e.seq));
+                            c.problem(
+                                ProblemKind::Misplaced,
+                                format!("{} holds event {}", keys::describe(&k), e.seq),
+                            );
                         }
                         seqs.push(e.seq);
                     }
                 }
                 tag::ASSET_EVENT | tag::ACTOR_EVENT => match keys::u64_suffix(&k) {
                     Some(seq) => event_refs.push((k, seq)),
-                    None => c.problem(format!("{}: short index key", keys::describe(&k))),
+                    None => c.problem(
+                        ProblemKind::Misplaced,
+                        format!("{}: short index key", keys::describe(&k)),
+                    ),
                 },
                 tag::SOURCE_LABEL => {
                     source_index.insert(k);
@@ -192,12 +271,15 @@ impl Db {
                             .map(|b| b.is_ordered())
                     };
                     if ordered == Some(false) {
-                        c.problem(format!("{}: slots out of order", keys::describe(&k)));
+                        c.problem(
+                            ProblemKind::Misplaced,
+                            format!("{}: slots out of order", keys::describe(&k)),
+                        );
                     }
                     // Compared with what the assets give once the merged pass below has
                     // read them (runs sort after the columns).
                 }
-                _ => c.problem(format!("unknown key {}", keys::describe(&k))),
+                _ => c.problem(ProblemKind::Misplaced, format!("unknown key {}", keys::describe(&k))),
             }
         }
 
@@ -210,19 +292,25 @@ impl Db {
                 live_text.add(a.id.0);
             }
             if !projects.contains_key(&a.project) {
-                c.problem(format!("asset {} belongs to missing {}", a.id, a.project));
+                c.problem(
+                    ProblemKind::Dangling,
+                    format!("asset {} belongs to missing {}", a.id, a.project),
+                );
             }
             if !external_ids.insert((a.project, a.external_id.clone())) {
-                c.problem(format!(
-                    "asset {}: external id {:?} is not unique in {}",
-                    a.id, a.external_id, a.project
-                ));
+                c.problem(
+                    ProblemKind::Duplicate,
+                    format!(
+                        "asset {}: external id {:?} is not unique in {}",
+                        a.id, a.external_id, a.project
+                    ),
+                );
             }
             assets.insert(a.id);
         }
         for id in &labelled {
             if !assets.contains(id) {
-                c.problem(format!("labels belong to missing asset {id}"));
+                c.problem(ProblemKind::Dangling, format!("labels belong to missing asset {id}"));
             }
         }
         // Read again rather than held since the raw scan: they are ~100 bytes an asset.
@@ -230,193 +318,149 @@ impl Db {
             for raw in store.scan_undecoded(&[t]) {
                 let raw = raw?;
                 if let Some(p) = columns.stored(raw.key(), raw.value()) {
-                    c.problem(p);
+                    c.problem(ProblemKind::Derived, p);
                 }
             }
         }
         for p in columns.missing() {
-            c.problem(p);
+            c.problem(ProblemKind::Derived, p);
         }
         match format {
             Some(FORMAT_VERSION) => {}
-            Some(v) => c.problem(format!("format version {v}, expected {FORMAT_VERSION}")),
-            None => c.problem("no format version record".into()),
+            Some(v) => c.problem(
+                ProblemKind::Format,
+                format!("format version {v}, expected {FORMAT_VERSION}"),
+            ),
+            None => c.problem(ProblemKind::Format, "no format version record".into()),
         }
         for (k, id) in project_names {
             match projects.get(&id) {
                 Some(p) if keys::project_name(&p.name) == k => {}
-                _ => c.problem(format!(
-                    "{} points to {id}, which does not have that name",
-                    keys::describe(&k)
-                )),
+                _ => c.problem(
+                    ProblemKind::Dangling,
+                    format!("{} points to {id}, which does not have that name", keys::describe(&k)),
+                ),
             }
         }
         for (sk, id) in &labels_with_source {
             if !source_index.remove(sk) {
-                c.problem(format!("label {id} is missing from the source index"));
+                c.problem(
+                    ProblemKind::Derived,
+                    format!("label {id} is missing from the source index"),
+                );
             }
         }
         for k in source_index {
-            c.problem(format!("{} indexes no label", keys::describe(&k)));
+            c.problem(ProblemKind::Derived, format!("{} indexes no label", keys::describe(&k)));
         }
         seqs.sort_unstable();
         let seq_set: HashSet<u64> = seqs.iter().copied().collect();
         for (i, s) in seqs.iter().enumerate() {
             if *s != i as u64 + 1 {
-                c.problem(format!("event log has a gap before seq {s}"));
+                c.problem(ProblemKind::Gap, format!("event log has a gap before seq {s}"));
                 break;
             }
         }
         for (k, seq) in event_refs {
             if !seq_set.contains(&seq) {
-                c.problem(format!("{} points to missing event {seq}", keys::describe(&k)));
+                c.problem(
+                    ProblemKind::Dangling,
+                    format!("{} points to missing event {seq}", keys::describe(&k)),
+                );
             }
         }
         if let Some(counters) = counters {
             let last = seqs.last().copied().unwrap_or(0);
             if counters.last_seq != last {
-                c.problem(format!(
-                    "counter last_seq {} but the last event is {last}",
-                    counters.last_seq
-                ));
+                c.problem(
+                    ProblemKind::Counters,
+                    format!("counter last_seq {} but the last event is {last}", counters.last_seq),
+                );
             }
             if let Some(max) = assets.iter().max() {
                 if counters.next_asset <= max.0 {
-                    c.problem(format!(
-                        "counter next_asset {} is not past asset {max}",
-                        counters.next_asset
-                    ));
+                    c.problem(
+                        ProblemKind::Counters,
+                        format!("counter next_asset {} is not past asset {max}", counters.next_asset),
+                    );
                 }
             }
             if let Some(max) = projects.keys().max() {
                 if counters.next_project <= max.0 {
-                    c.problem(format!(
-                        "counter next_project {} is not past {max}",
-                        counters.next_project
-                    ));
+                    c.problem(
+                        ProblemKind::Counters,
+                        format!("counter next_project {} is not past {max}", counters.next_project),
+                    );
                 }
             }
         } else {
-            c.problem("no counters record".into());
+            c.problem(ProblemKind::Counters, "no counters record".into());
         }
         for info in &snapshots {
             let project = projects
                 .get(&info.project)
                 .map_or_else(|| info.project.to_string(), |p| p.name.clone());
             if !projects.contains_key(&info.project) {
-                c.problem(format!("snapshot {:?} belongs to missing {}", info.name, info.project));
+                c.problem(
+                    ProblemKind::Dangling,
+                    format!("snapshot {:?} belongs to missing {}", info.name, info.project),
+                );
                 continue;
             }
             for p in self.verify_snapshot(&project, &info.name)? {
-                c.problem(format!("snapshot {:?}: {p}", info.name));
+                c.problem(ProblemKind::Snapshot, format!("snapshot {:?}: {p}", info.name));
             }
         }
         for p in self.index_differences()? {
-            c.problem(p);
+            c.problem(ProblemKind::Derived, p);
         }
         if let Some(p) = self.external_difference()? {
-            c.problem(p);
+            c.problem(ProblemKind::Derived, p);
         }
         for p in self.text_differences(&live_text)? {
-            c.problem(p);
-        }
-        if c.hidden > 0 {
-            c.report.problems.push(format!("... and {} more problems", c.hidden));
+            c.problem(ProblemKind::Derived, p);
         }
         Ok(c.report)
-    }
-
-    /// Differences between the in-memory bitmap indexes and a rebuild from primary data.
-    /// Holds the writer lock so that no write lands between the two.
-    fn index_differences(&self) -> Result<Vec<String>> {
-        let _writer = self.inner.writer.lock();
-        let index = self.inner.index.read();
-        let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
-        Ok(index.differences(&rebuilt))
-    }
-
-    /// Whether the in-memory external-id map, if it was built, differs from one built
-    /// from the FACTS blocks (which the column check above compares with the records).
-    /// Holds the writer lock so that no write lands between the two.
-    fn external_difference(&self) -> Result<Option<String>> {
-        let _writer = self.inner.writer.lock();
-        let map = self.inner.external.read();
-        let Some(map) = map.as_ref() else {
-            return Ok(None);
-        };
-        let loaded = ExternalIds::load(&self.inner.store)?;
-        Ok((*map != loaded).then(|| {
-            format!(
-                "the external-id map ({} ids) differs from the stored FACTS blocks ({} ids)",
-                map.len(),
-                loaded.len()
-            )
-        }))
-    }
-
-    /// Differences between the text index (after a commit) and the live text assets.
-    fn text_differences(&self, live_text: &croaring::Bitmap) -> Result<Vec<String>> {
-        let text = &self.inner.text;
-        let mut out = Vec::new();
-        if let Some(why) = text.broken() {
-            out.push(format!("text index writer failed ({why}); run verify --repair"));
-        }
-        let _writer = self.inner.writer.lock();
-        text.commit(|| self.inner.store.flush(), false)?;
-        out.extend(text.check_all_files());
-        let indexed = text.all()?;
-        if &indexed != live_text {
-            out.push(format!(
-                "text index: {} live text assets missing, {} extra ids",
-                (live_text - &indexed).cardinality(),
-                (&indexed - live_text).cardinality()
-            ));
-        }
-        Ok(out)
     }
 
     /// Rebuilds the bitmap indexes, the text index, the selection columns and the
     /// external-id map from primary data and checkpoints the indexes (`labeldb verify
     /// --repair`). Returns the number of bitmap differences fixed.
     pub fn repair_indexes(&self) -> Result<usize> {
-        let fixed = {
-            let _writer = self.inner.writer.lock();
-            columns::rebuild(&self.inner.store, assets_with_labels(&self.inner.store), |_| {})?;
-            // Built again from the rebuilt FACTS blocks on first use.
-            *self.inner.external.write() = None;
-            let mut index = self.inner.index.write();
-            let rebuilt = rebuild_indexes(&self.inner.store, index.seq)?;
-            let fixed = index.differences(&rebuilt).len();
-            *index = rebuilt;
-            crate::engine::rebuild_text(&self.inner.store, &self.inner.text, index.seq)?;
-            fixed
-        };
-        self.inner.force_checkpoint()?;
-        Ok(fixed)
+        self.rebuild_derived()
     }
 
     /// Checks one asset and its labels against its project's schema.
     fn check_asset(&self, c: &mut Checker, a: &Asset, history: &[Label]) {
         if a.content.digest() != a.digest {
-            c.problem(format!(
-                "asset {} ({:?}): content does not match its digest",
-                a.id, a.external_id
-            ));
+            c.problem(
+                ProblemKind::Invalid,
+                format!(
+                    "asset {} ({:?}): content does not match its digest",
+                    a.id, a.external_id
+                ),
+            );
         }
         if a.revisions as usize != history.len() {
-            c.problem(format!(
-                "asset {} records {} revisions but has {} labels",
-                a.id,
-                a.revisions,
-                history.len()
-            ));
+            c.problem(
+                ProblemKind::Gap,
+                format!(
+                    "asset {} records {} revisions but has {} labels",
+                    a.id,
+                    a.revisions,
+                    history.len()
+                ),
+            );
         }
         let Ok(project) = self.project_by_id(a.project) else {
             return;
         };
         for (rev, l) in history.iter().enumerate() {
             if l.id.revision() as usize != rev {
-                c.problem(format!("asset {}: revision {} is stored at position {rev}", a.id, l.id));
+                c.problem(
+                    ProblemKind::Misplaced,
+                    format!("asset {}: revision {} is stored at position {rev}", a.id, l.id),
+                );
             }
             let as_new = crate::model::label::NewLabel {
                 kind: l.kind,
@@ -429,21 +473,21 @@ impl Db {
                 seconds: l.seconds,
             };
             if let Err(e) = as_new.validate(&project.schema, &a.external_id, &a.content) {
-                c.problem(format!("label {}: {e}", l.id));
+                c.problem(ProblemKind::Invalid, format!("label {}: {e}", l.id));
             }
             let expected_parent = history[..rev].iter().rev().find(|p| p.source == l.source).map(|p| p.id);
             if l.parent != expected_parent {
-                c.problem(format!(
-                    "label {}: parent {:?}, expected {:?}",
-                    l.id, l.parent, expected_parent
-                ));
+                c.problem(
+                    ProblemKind::Invalid,
+                    format!("label {}: parent {:?}, expected {:?}", l.id, l.parent, expected_parent),
+                );
             }
             if let Some(d) = l.derived_from {
                 if d.asset() != a.id || d.revision() as usize >= rev {
-                    c.problem(format!(
-                        "label {}: derived from {d}, not an earlier revision of its asset",
-                        l.id
-                    ));
+                    c.problem(
+                        ProblemKind::Invalid,
+                        format!("label {}: derived from {d}, not an earlier revision of its asset", l.id),
+                    );
                 }
             }
         }
@@ -469,23 +513,26 @@ fn immutable(
 fn check_run(c: &mut Checker, k: &[u8], run: &Run<&[u8]>, labels_with_source: &mut Vec<(Vec<u8>, LabelId)>) {
     let name = keys::describe(k);
     let Some(first) = run::first_of(k) else {
-        c.problem(format!("{name}: short key"));
+        c.problem(ProblemKind::Damaged, format!("{name}: short key"));
         return;
     };
     if let Some(problem) = run.shape_problem() {
-        c.problem(format!("{name}: {problem}"));
+        c.problem(ProblemKind::Damaged, format!("{name}: {problem}"));
         return;
     }
     let len = run.len() as u64;
     if u64::from(first & (run::BLOCK - 1)) + len > u64::from(run::BLOCK) {
-        c.problem(format!("{name}: {len} entries do not fit its block"));
+        c.problem(
+            ProblemKind::Misplaced,
+            format!("{name}: {len} entries do not fit its block"),
+        );
     }
     for (entry, id) in run.entries(k).zip(first..) {
         let e = match entry {
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(err) => {
-                c.problem(err.to_string());
+                c.problem(ProblemKind::Damaged, err.to_string());
                 continue;
             }
         };
@@ -493,16 +540,22 @@ fn check_run(c: &mut Checker, k: &[u8], run: &Run<&[u8]>, labels_with_source: &m
         let (a, labels) = match decoded {
             Ok(d) => d,
             Err(err) => {
-                c.problem(err.to_string());
+                c.problem(ProblemKind::Damaged, err.to_string());
                 continue;
             }
         };
         if a.id.0 != id {
-            c.problem(format!("{name}: entry of asset {id} holds asset {}", a.id));
+            c.problem(
+                ProblemKind::Misplaced,
+                format!("{name}: entry of asset {id} holds asset {}", a.id),
+            );
         }
         for (rev, l) in labels.iter().enumerate() {
             if l.id != LabelId::new(a.id, rev as u32) {
-                c.problem(format!("{name}: asset {}'s label at {rev} is {}", a.id, l.id));
+                c.problem(
+                    ProblemKind::Misplaced,
+                    format!("{name}: asset {}'s label at {rev} is {}", a.id, l.id),
+                );
             }
             if let Some(sk) = keys::source_label(&l.source, l.id) {
                 labels_with_source.push((sk, l.id));

@@ -142,7 +142,7 @@ impl Db {
     /// Runs `run` with an evaluator over the project's indexes, under their read lock.
     fn evaluate<T>(&self, project: &str, run: impl FnOnce(&mut Eval<'_>) -> Result<T>) -> Result<T> {
         let project = self.project(project)?;
-        let index = self.inner.index.read();
+        let index = self.indexes();
         let empty = ProjectIndex::default();
         let p = index.projects.get(&project.id).unwrap_or(&empty);
         run(&mut Eval {
@@ -184,7 +184,7 @@ impl Db {
         let snippets = if queries.is_empty() {
             texts.iter().map(|t| t.chars().take(150).collect()).collect()
         } else {
-            self.inner.text.snippets(&queries, &texts)?
+            self.text().snippets(&queries, &texts)?
         };
         let hits = best
             .into_iter()
@@ -214,7 +214,7 @@ impl Db {
     /// filter: from the posting lists for plain words joined by AND, else by its tantivy
     /// query.
     fn rank_text(&self, text: &Filter, within: Bitmap, limit: usize) -> Result<Vec<(AssetId, f32)>> {
-        let index = &self.inner.text;
+        let index = self.text();
         let mut words = Vec::new();
         if conjunction_words(index, text, &mut words)? {
             return index.top_words(&words, &within, limit);
@@ -226,7 +226,7 @@ impl Db {
     fn text_queries(&self, filter: &Filter) -> Result<Vec<Box<dyn tantivy::query::Query>>> {
         let mut leaves = Vec::new();
         text_leaves(filter, &mut leaves);
-        leaves.iter().map(|t| self.inner.text.query(t)).collect()
+        leaves.iter().map(|t| self.text().query(t)).collect()
     }
 
     /// The best `limit` of `set` by BM25 score for the union of `queries` (none without
@@ -240,7 +240,7 @@ impl Db {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner.text.top(&union(queries), Arc::new(set.clone()), limit)
+        self.text().top(&union(queries), Arc::new(set.clone()), limit)
     }
 
     /// A page of `limit` assets of `set` in `sort` order, after the cursor `after`.
@@ -263,7 +263,7 @@ impl Db {
                     Sort::Priority => (NumKey::Priority, true),
                     _ => (NumKey::Score(LabelKind::Prediction, None), false),
                 };
-                let index = self.inner.index.read();
+                let index = self.indexes();
                 let empty = ProjectIndex::default();
                 let p = index.projects.get(&project.id).unwrap_or(&empty);
                 let mut covered = Bitmap::new();
@@ -318,7 +318,7 @@ impl Db {
     /// author, from bitmap cardinalities.
     pub fn facets(&self, project: &str, set: &AssetSet) -> Result<Facets> {
         let project = self.project(project)?;
-        let index = self.inner.index.read();
+        let index = self.indexes();
         let mut f = Facets::default();
         for s in Status::ALL {
             f.by_status.insert(s, 0);
@@ -351,7 +351,7 @@ impl Db {
             NumKey::Priority => Ok(Some(asset.priority)),
             NumKey::Created => Ok(Some(asset.created_at as f64)),
             NumKey::Score(kind, job) => {
-                let history = read_history(&self.inner.store, id)?;
+                let history = read_history(self.store(), id)?;
                 let per_job = index::top_scores(&history, *kind);
                 Ok(match job {
                     Some(job) => per_job.get(job.as_str()).copied(),
@@ -360,7 +360,7 @@ impl Db {
                 .map(f64::from))
             }
             _ => {
-                let history = read_history(&self.inner.store, id)?;
+                let history = read_history(self.store(), id)?;
                 Ok(index::derive(&asset, &history).nums.get(key).copied())
             }
         }
@@ -480,7 +480,7 @@ impl<'a> Eval<'a> {
 
     /// The assets of the project that a text-only filter matches.
     fn text_matches(&self, f: &Filter) -> Result<Bitmap> {
-        let text = &self.db.inner.text;
+        let text = self.db.text();
         let mut words = Vec::new();
         let matches = if conjunction_words(text, f, &mut words)? {
             text.matching_words(&words)?

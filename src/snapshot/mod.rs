@@ -126,7 +126,7 @@ pub(crate) fn load_members(db: &Db, info: &SnapshotInfo) -> Result<Vec<Member>> 
     let mut members = Vec::with_capacity(info.assets as usize);
     for n in 0..info.chunks {
         let key = keys::snapshot_chunk(info.id, n);
-        let chunk: Vec<Member> = db.inner.store.get(&key)?.ok_or_else(|| Error::Corruption {
+        let chunk: Vec<Member> = db.store().get(&key)?.ok_or_else(|| Error::Corruption {
             key: keys::describe(&key),
             reason: "missing snapshot chunk".into(),
         })?;
@@ -238,7 +238,7 @@ impl Db {
     /// three sequential scans (runs, ASSET records, LABEL records), and every label record
     /// of each asset comes along; otherwise with point reads.
     pub(crate) fn fetch(&self, members: &[Member]) -> Result<Vec<Option<Fetched>>> {
-        let store = &self.inner.store;
+        let store = self.store();
         let mut ids: Vec<u32> = members.iter().map(|m| m.asset).collect();
         ids.sort_unstable();
         let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
@@ -285,7 +285,7 @@ impl Db {
     /// entry and, unless the run holds it, its chosen LABEL record (`None`: the asset is
     /// not found).
     pub(crate) fn fetch_one(&self, m: &Member) -> Result<Option<Fetched>> {
-        let store = &self.inner.store;
+        let store = self.store();
         let id = AssetId(m.asset);
         let entry = run::entry(store, id)?;
         let in_run = entry
@@ -317,13 +317,13 @@ impl Db {
             });
         };
         let (first, last) = (first >> columns::BLOCK_SHIFT, last >> columns::BLOCK_SHIFT);
-        let store = &self.inner.store;
+        let store = self.store();
         let base = columns::base_of(selection);
         let mut ranges = vec![(keys::facts(first), keys::facts(last + 1))];
         for s in std::iter::once(selection).chain(base.as_ref()) {
             ranges.push((keys::choices(s, first), keys::choices(s, last + 1)));
         }
-        let panicked = || Error::Storage("a snapshot column reader panicked".into());
+        let panicked = || Error::storage("a snapshot column reader panicked");
         let raw = std::thread::scope(|scope| {
             let readers: Vec<_> = ranges
                 .iter()
@@ -405,10 +405,10 @@ impl Db {
         let project = self.project(project)?;
         self.write(|txn| {
             if txn.store().contains(&keys::snapshot(project.id, name))? {
-                return Err(Error::invalid(
-                    "snapshot name",
-                    format!("{name:?} already exists in {:?}", project.name),
-                ));
+                return Err(Error::SnapshotExists {
+                    project: project.name.clone(),
+                    name: name.to_string(),
+                });
             }
             if txn.store().contains(&keys::snapshot_tag(project.id, name))? {
                 return Err(Error::invalid(
@@ -419,9 +419,10 @@ impl Db {
             let set = self.select(&project.name, filter)?;
             let computed = self.compute_snapshot(set.bitmap(), selection)?;
             let id = txn.counters().next_snapshot;
-            txn.counters().next_snapshot = id
-                .checked_add(1)
-                .ok_or_else(|| Error::invalid("snapshot", "too many snapshots (2^32)"))?;
+            txn.counters().next_snapshot = id.checked_add(1).ok_or(Error::DatabaseFull {
+                what: "snapshots",
+                limit: u64::from(u32::MAX) + 1,
+            })?;
             let chunks = computed.members.chunks(CHUNK);
             let info = SnapshotInfo {
                 id,
@@ -466,11 +467,11 @@ impl Db {
     /// A snapshot's description, by name or tag.
     pub fn snapshot_info(&self, project: &str, name_or_tag: &str) -> Result<SnapshotInfo> {
         let p = self.project(project)?;
-        if let Some(info) = self.inner.store.get(&keys::snapshot(p.id, name_or_tag))? {
+        if let Some(info) = self.store().get(&keys::snapshot(p.id, name_or_tag))? {
             return Ok(info);
         }
-        if let Some(name) = self.inner.store.get::<String>(&keys::snapshot_tag(p.id, name_or_tag))? {
-            if let Some(info) = self.inner.store.get(&keys::snapshot(p.id, &name))? {
+        if let Some(name) = self.store().get::<String>(&keys::snapshot_tag(p.id, name_or_tag))? {
+            if let Some(info) = self.store().get(&keys::snapshot(p.id, &name))? {
                 return Ok(info);
             }
         }
@@ -485,14 +486,13 @@ impl Db {
         let p = self.project(project)?;
         let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let prefix = keys::snapshot_tags(p.id);
-        for kv in self.inner.store.scan::<String>(&prefix) {
+        for kv in self.store().scan::<String>(&prefix) {
             let (k, name) = kv?;
             tags.entry(name)
                 .or_default()
                 .push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
         }
-        self.inner
-            .store
+        self.store()
             .scan::<SnapshotInfo>(&keys::snapshots(p.id))
             .map(|kv| {
                 let (_, info) = kv?;
@@ -573,12 +573,16 @@ impl Db {
     }
 
     /// Names of the project's snapshots that hold an asset.
-    pub fn snapshots_holding(&self, project: ProjectId, asset: AssetId) -> Result<Vec<String>> {
+    pub fn snapshots_holding(&self, project: &str, asset: AssetId) -> Result<Vec<String>> {
+        self.snapshots_holding_in(self.project(project)?.id, asset)
+    }
+
+    fn snapshots_holding_in(&self, project: ProjectId, asset: AssetId) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for kv in self.inner.store.scan::<SnapshotInfo>(&keys::snapshots(project)) {
+        for kv in self.store().scan::<SnapshotInfo>(&keys::snapshots(project)) {
             let (_, info) = kv?;
             let key = keys::snapshot_members(info.id);
-            let bytes: Vec<u8> = self.inner.store.get(&key)?.ok_or_else(|| Error::Corruption {
+            let bytes: Vec<u8> = self.store().get(&key)?.ok_or_else(|| Error::Corruption {
                 key: keys::describe(&key),
                 reason: "missing member bitmap".into(),
             })?;
@@ -621,7 +625,7 @@ impl Db {
                     continue;
                 }
             };
-            let history = read_history(&self.inner.store, asset.id)?;
+            let history = read_history(self.store(), asset.id)?;
             let upto = (m.upto as usize).min(history.len());
             let answers = match choose(&info.selection, &history[..upto]) {
                 Some((rev, a)) if rev == m.revision => a,
@@ -670,10 +674,10 @@ impl Db {
         self.write(|txn| {
             let key = keys::model(p.id, name, version);
             if txn.store().contains(&key)? {
-                return Err(Error::invalid(
-                    "model",
-                    format!("{name}@{version} is already registered"),
-                ));
+                return Err(Error::ModelExists {
+                    project: p.name.clone(),
+                    model: format!("{name}@{version}"),
+                });
             }
             let info = ModelInfo {
                 project: p.id,
@@ -697,8 +701,8 @@ impl Db {
     }
 
     /// The registration of a model version, if it was registered.
-    pub fn model_info(&self, project: ProjectId, name: &str, version: &str) -> Result<Option<ModelInfo>> {
-        self.inner.store.get(&keys::model(project, name, version))
+    pub fn model_info(&self, project: &str, name: &str, version: &str) -> Result<Option<ModelInfo>> {
+        self.store().get(&keys::model(self.project(project)?.id, name, version))
     }
 
     /// Removes an asset for good: its record, labels and index entries (its events stay
@@ -707,16 +711,12 @@ impl Db {
         check_name("actor", actor)?;
         let asset = self.asset(id)?;
         self.write(|txn| {
-            let holders = self.snapshots_holding(asset.project, id)?;
+            let holders = self.snapshots_holding_in(asset.project, id)?;
             if !holders.is_empty() {
-                return Err(Error::invalid(
-                    "purge",
-                    format!(
-                        "asset {:?} is held by snapshots {}",
-                        asset.external_id,
-                        holders.join(", ")
-                    ),
-                ));
+                return Err(Error::HeldBySnapshots {
+                    asset: asset.external_id.clone(),
+                    snapshots: holders,
+                });
             }
             let history = read_history(txn.store(), id)?;
             for k in txn.store().scan_keys(&keys::asset_events(id)) {
@@ -734,6 +734,22 @@ impl Db {
             Ok(())
         })
     }
+}
+
+/// A snapshot's description: name, assets, digest, filter, selection, watermark, who/when.
+pub fn snapshot_json(info: &SnapshotInfo, tags: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "name": info.name,
+        "assets": info.assets,
+        "digest": info.digest.to_string(),
+        "filter": info.filter,
+        "selection": info.selection.to_string(),
+        "seq": info.seq,
+        "created_by": info.created_by,
+        "created_at": info.created_at,
+        "schema": info.schema.to_json(),
+        "tags": tags,
+    })
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{Fetched, Member, SnapshotInfo};
-use crate::demo::Rng;
 use crate::engine::Db;
 use crate::formats::json::label_json;
 use crate::model::asset::{Asset, AssetId, Content};
 use crate::model::error::{Error, Result};
 use crate::model::label::{Answer, Label, LabelId, LabelKind};
+use crate::rng::Rng;
 use crate::store::keys;
 
 /// One training example: an asset's content and the chosen answers.
@@ -378,7 +378,7 @@ impl Iterator for Records {
                 Ok(block) => self.current = block.into_iter(),
                 Err(_) => {
                     self.next = self.blocks;
-                    return Some(Err(Error::Storage("a snapshot reader thread stopped".into())));
+                    return Some(Err(Error::storage("a snapshot reader thread stopped")));
                 }
             }
         }

@@ -57,6 +57,7 @@ pub(crate) fn asset(id: AssetId) -> Vec<u8> {
     with_tag(tag::ASSET, &id.0.to_be_bytes())
 }
 
+#[cfg(feature = "testing")]
 /// An external id's record up to format 2 (format 3 keeps the map in memory, see
 /// `crate::index::external`); only the upgrade removes them, and a test hook writes them.
 pub(crate) fn external(project: ProjectId, external_id: &str) -> Vec<u8> {

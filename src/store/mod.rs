@@ -65,6 +65,28 @@ impl Raw {
     }
 }
 
+/// Whether sled failed to open because another process holds the directory's lock
+/// (`fs2`'s `try_lock_exclusive`: WouldBlock on Unix, a sharing violation on Windows).
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().contains("could not acquire lock"))
+}
+
+/// sled could not open the directory (a damaged `conf` or `db` file, permissions).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {}: {source}", path.display())]
+struct OpenFailed {
+    path: std::path::PathBuf,
+    #[source]
+    source: sled::Error,
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Error {
+        Error::storage(e)
+    }
+}
+
 /// The sled database behind a `Db` (a cheap handle: clones share it).
 #[derive(Clone)]
 pub(crate) struct Store {
@@ -84,11 +106,21 @@ impl Store {
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(e) if attempt < 100 && e.to_string().contains("could not acquire lock") => {
+                Err(e) if is_lock_error(&e) && attempt < 100 => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(e) => return Err(Error::Storage(format!("cannot open {}: {e}", path.display()))),
+                Err(e) if is_lock_error(&e) => {
+                    return Err(Error::InUse {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(source) => {
+                    return Err(Error::storage(OpenFailed {
+                        path: path.to_path_buf(),
+                        source,
+                    }))
+                }
             }
         };
         let store = Store { db };
@@ -272,11 +304,13 @@ impl Store {
         Ok(Some(out))
     }
 
+    #[cfg(feature = "testing")]
     /// Reads raw bytes under a key, bypassing the codec.
     pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get(key)?.map(|v| v.to_vec()))
     }
 
+    #[cfg(feature = "testing")]
     /// Writes raw bytes under a key, bypassing the codec. Tests use it to damage records.
     pub(crate) fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.db.insert(key, value)?;

@@ -144,6 +144,7 @@ struct Format3Run<B> {
     entries: Vec<Option<Entry<B>>>,
 }
 
+#[cfg(feature = "testing")]
 /// Test hook: rewrites every run in format 3's layout.
 pub(crate) fn downgrade_to_format_3(store: &Store) -> Result<()> {
     let mut batch = Batch::default();

@@ -98,7 +98,13 @@ const ACTOR: &str = "admin";
 /// Every variant name `expect.error` may use: a typo, or "Ok", is a broken case.
 const VARIANTS: &[&str] = &[
     "Storage",
+    "InUse",
     "Io",
+    "DatabaseFull",
+    "AssetExists",
+    "HeldBySnapshots",
+    "SnapshotExists",
+    "ModelExists",
     "Corruption",
     "FormatTooNew",
     "UnknownProject",
@@ -123,7 +129,13 @@ const VARIANTS: &[&str] = &[
 /// The variant name of an error, as case files spell it.
 fn variant(e: &Error) -> &'static str {
     match e {
-        Error::Storage(_) => "Storage",
+        Error::Storage { .. } => "Storage",
+        Error::InUse { .. } => "InUse",
+        Error::DatabaseFull { .. } => "DatabaseFull",
+        Error::AssetExists { .. } => "AssetExists",
+        Error::HeldBySnapshots { .. } => "HeldBySnapshots",
+        Error::SnapshotExists { .. } => "SnapshotExists",
+        Error::ModelExists { .. } => "ModelExists",
         Error::Io { .. } => "Io",
         Error::Corruption { .. } => "Corruption",
         Error::FormatTooNew { .. } => "FormatTooNew",

@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use labeldb::demo::Rng;
+use labeldb::testing::Rng;
 use labeldb::{
     Answer, Db, Format, ImportOptions, Label, LabelId, LabelKind, MetaValue, NewAsset, NewLabel, Selection, Source,
     Status,

@@ -77,9 +77,7 @@ pub fn reopen(path: &Path) -> labeldb::Result<Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match Db::open(path) {
-            Err(labeldb::Error::Storage(msg))
-                if msg.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
-            {
+            Err(labeldb::Error::InUse { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             other => return other,

@@ -290,8 +290,8 @@ fn observed(e: Error) -> Expect {
             ..
         } => Expect::Conflict {
             asset,
-            expected,
-            actual,
+            expected: expected.map(|l| l.0),
+            actual: actual.map(|l| l.0),
         },
         Error::DuplicateExternalId(x) => Expect::DuplicateExternalId(x),
         Error::InvalidInput { what, .. } => Expect::InvalidInput(what),

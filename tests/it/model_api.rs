@@ -424,6 +424,10 @@ enum Fail {
         actual: Option<u64>,
     },
     DuplicateExternalId(String),
+    /// `HeldBySnapshots`.
+    HeldBySnapshots,
+    /// `SnapshotExists` naming this snapshot.
+    SnapshotExists(String),
     /// Anything the model never predicts.
     Unexpected(String),
 }
@@ -439,8 +443,13 @@ fn fail(e: Error) -> Fail {
         Error::InvalidInput { what, .. } => Fail::Invalid(what),
         Error::IllegalTransition { from, to, .. } => Fail::IllegalTransition { from, to },
         Error::AssetDeleted(a) => Fail::AssetDeleted(a),
-        Error::Conflict { expected, actual, .. } => Fail::Conflict { expected, actual },
+        Error::Conflict { expected, actual, .. } => Fail::Conflict {
+            expected: expected.map(|l| l.0),
+            actual: actual.map(|l| l.0),
+        },
         Error::DuplicateExternalId(x) => Fail::DuplicateExternalId(x),
+        Error::HeldBySnapshots { .. } => Fail::HeldBySnapshots,
+        Error::SnapshotExists { name, .. } => Fail::SnapshotExists(name),
         other => Fail::Unexpected(other.to_string()),
     }
 }
@@ -790,7 +799,7 @@ impl Model {
         self.project(project)
             .ok_or_else(|| Fail::UnknownProject(project.into()))?;
         if self.snapshots.iter().any(|s| s.project == project && s.name == name) {
-            return Err(Fail::Invalid("snapshot name".into()));
+            return Err(Fail::SnapshotExists(name.into()));
         }
         let mut rows: Vec<(Example, Digest)> = Vec::new();
         for id in self.select(project, f)? {
@@ -965,7 +974,7 @@ fn open(path: &Path) -> labeldb::Result<Db> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match Db::builder().commit_interval(Duration::from_secs(3600)).open(path) {
-            Err(Error::Storage(msg)) if msg.contains("could not acquire lock") && Instant::now() < deadline => {
+            Err(Error::InUse { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             other => return other,
@@ -1066,7 +1075,7 @@ fn apply(db: &Db, model: &mut Model, handles: &mut Vec<Snapshot>, op: &Op) -> Fa
             let expected = match model.assets.get(&id) {
                 None => Err(Fail::UnknownAsset(id)),
                 Some(_) if model.snapshots.iter().any(|s| s.examples.iter().any(|e| e.asset == id)) => {
-                    Err(Fail::Invalid("purge".into()))
+                    Err(Fail::HeldBySnapshots)
                 }
                 Some(_) => Ok(()),
             };

@@ -959,7 +959,11 @@ fn a_checked_segment_file_damaged_in_place_is_named_by_verify_and_repaired() -> 
     // Verify names the damage, repair rebuilds, and search answers as before.
     let named_and_repaired = |what: &dyn Fn(&str) -> bool| -> TestResult {
         let report = db.verify()?;
-        assert!(report.problems.iter().any(|p| what(p)), "{:?}", report.problems);
+        assert!(
+            report.problems.iter().any(|p| what(&p.message)),
+            "{:?}",
+            report.problems
+        );
         db.repair_indexes()?;
         let report = db.verify()?;
         assert!(report.is_clean(), "{:?}", report.problems);

@@ -18,6 +18,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use labeldb::query::parse;
+use labeldb::ProblemKind;
 use labeldb::{
     Answer, AssetId, BBox, Db, Error, Example, Filter, Format, ImportOptions, Label, LabelId, LabelKind, MetaValue,
     NewAsset, NewLabel, RecordRef, Selection, Snapshot, Source, Span, Status, Verdict,
@@ -429,7 +430,7 @@ fn run_immutability(histories: Vec<Vec<Write>>, later: Vec<Later>) -> TestResult
     assert!(report.is_clean(), "{:?}", report.problems);
 
     // Purging a member is refused, naming every snapshot that holds it; nothing changes.
-    let project = db.project(P)?.id;
+    let project = P;
     for ext in &members {
         let asset = db.asset_by_external_id(P, ext)?;
         let holders: Vec<&str> = recorded
@@ -444,7 +445,7 @@ fn run_immutability(histories: Vec<Vec<Write>>, later: Vec<Later>) -> TestResult
         assert_eq!(held, want, "snapshots holding {ext}");
         let seq = db.last_seq();
         match db.purge_asset("admin", asset.id) {
-            Err(e @ Error::InvalidInput { .. }) => {
+            Err(e @ Error::HeldBySnapshots { .. }) => {
                 let msg = e.to_string();
                 for h in &holders {
                     assert!(msg.contains(h), "purge of {ext}: {msg:?} does not name {h}");
@@ -1269,11 +1270,10 @@ fn snapshot_names_are_unique_per_project_and_a_refused_create_writes_nothing() -
     let s1 = dataset(&db, 0..5, 1, "v1")?;
     db.create_project("admin", "other", schema(SCHEMA))?;
     let seq = db.last_seq();
-    let msg = invalid(
-        db.create_snapshot("trainer", P, "v1", &Filter::All, &Selection::Majority),
-        "duplicate name",
-    );
-    assert!(msg.contains("v1"), "{msg}");
+    match db.create_snapshot("trainer", P, "v1", &Filter::All, &Selection::Majority) {
+        Err(Error::SnapshotExists { project, name }) => assert_eq!((project.as_str(), name.as_str()), (P, "v1")),
+        other => panic!("duplicate name: expected SnapshotExists, got {other:?}"),
+    }
     assert_eq!(db.last_seq(), seq, "a refused create wrote an event");
     assert_eq!(
         db.snapshot_info(P, "v1")?,
@@ -1348,24 +1348,24 @@ fn delete_removes_the_snapshot_and_its_tags_and_is_refused_while_a_registered_mo
     db.tag_snapshot("lead", P, "prod", "v1")?;
     db.tag_snapshot("lead", P, "latest", "v2")?;
     db.tag_snapshot("lead", P, "candidate", "v2")?;
-    let project = db.project(P)?.id;
+    let project = P;
     // Registered through a tag: the lineage names the snapshot and its digest.
     let registered = db.register_model("trainer", P, "clf", "1", "prod")?;
     let info = db.model_info(project, "clf", "1")?.ok_or("clf@1 is not registered")?;
     assert_eq!(info, registered);
     assert_eq!(
         (info.project, info.name.as_str(), info.version.as_str()),
-        (project, "clf", "1")
+        (db.project(P)?.id, "clf", "1")
     );
     assert_eq!(
         (info.trained_on.as_str(), info.trained_on_digest),
         ("v1", s1.info().digest)
     );
     assert_eq!(db.model_info(project, "clf", "2")?, None);
-    invalid(
-        db.register_model("trainer", P, "clf", "1", "v2"),
-        "a second registration of clf@1",
-    );
+    match db.register_model("trainer", P, "clf", "1", "v2") {
+        Err(Error::ModelExists { project, model }) => assert_eq!((project.as_str(), model.as_str()), (P, "clf@1")),
+        other => panic!("a second registration of clf@1: expected ModelExists, got {other:?}"),
+    }
     invalid(
         db.register_model("trainer", P, "clf", "3", "missing"),
         "a model trained on a missing snapshot",
@@ -1723,7 +1723,7 @@ fn a_damaged_snapshot_chunk_is_corruption_naming_its_key() -> TestResult {
     assert!(problems.iter().any(|p| p.contains(&key)), "{problems:?}");
     let report = db.verify()?;
     assert!(
-        report.problems.iter().any(|p| p.contains(&key)),
+        report.problems.iter().any(|p| p.message.contains(&key)),
         "{:?}",
         report.problems
     );
@@ -1875,12 +1875,18 @@ fn a_format_1_database_gets_its_selection_columns_when_opened_and_snapshots_are_
     db.downgrade_to_format_1()?;
     let report = db.verify()?;
     assert!(
-        report.problems.iter().any(|p| p.contains("format version 1")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Format && p.message.contains("format version 1")),
         "{:?}",
         report.problems
     );
     assert!(
-        report.problems.iter().any(|p| p.contains("facts/0: missing")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Derived && p.message.contains("facts/0: missing")),
         "{:?}",
         report.problems
     );
@@ -1912,10 +1918,8 @@ fn a_damaged_or_stale_facts_block_is_found_refuses_create_and_repair_rebuilds_it
     db.damage_record(RecordRef::Facts(AssetId(256)), &block0)?;
     let report = db.verify()?;
     assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("facts/1: differs from what its assets' labels give")),
+        report.problems.iter().any(|p| p.kind == ProblemKind::Derived
+            && p.message.contains("facts/1: differs from what its assets' labels give")),
         "{:?}",
         report.problems
     );
@@ -1934,7 +1938,10 @@ fn a_damaged_or_stale_facts_block_is_found_refuses_create_and_repair_rebuilds_it
     assert!(db.snapshot_info(P, "bad").is_err());
     let report = db.verify()?;
     assert!(
-        report.problems.iter().any(|p| p.contains("facts/0")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Derived && p.message.contains("facts/0")),
         "{:?}",
         report.problems
     );

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use labeldb::demo::Rng;
+use labeldb::testing::Rng;
 use labeldb::{
     Action, Answer, Asset, AssetId, Db, Digest, Error, Filter, Label, LabelId, LabelKind, MetaValue, NewAsset,
     NewLabel, Selection, Source, Status,

@@ -289,7 +289,7 @@ fn verify_lists_every_damaged_record_by_key() -> TestResult {
     ];
     for key in keys {
         assert!(
-            report.problems.iter().any(|p| p.contains(&key)),
+            report.problems.iter().any(|p| p.message.contains(&key)),
             "verify does not name {key}: {:?}",
             report.problems
         );
@@ -491,7 +491,7 @@ fn a_damaged_run_is_corruption_naming_the_run_for_the_asset_it_hit() -> TestResu
         assert_eq!(db.asset(AssetId(63))?.external_id, "m63", "{round}");
         let report = db.verify()?;
         assert!(
-            report.problems.iter().any(|p| p.contains("run/64")),
+            report.problems.iter().any(|p| p.message.contains("run/64")),
             "{round}: verify does not name run/64: {:?}",
             report.problems
         );
@@ -526,7 +526,7 @@ fn a_run_whose_offset_table_is_damaged_is_corruption_naming_the_run() -> TestRes
     }
     let report = db.verify()?;
     assert!(
-        report.problems.iter().any(|p| p.contains("run/64")),
+        report.problems.iter().any(|p| p.message.contains("run/64")),
         "verify does not name run/64: {:?}",
         report.problems
     );
@@ -560,12 +560,12 @@ fn a_format_3_database_has_its_runs_rewritten_when_opened_and_reads_the_same() -
     db.downgrade_to_format_3()?;
     let report = db.verify()?;
     assert!(
-        report.problems.iter().any(|p| p.contains("format version 3")),
+        report.problems.iter().any(|p| p.message.contains("format version 3")),
         "{:?}",
         report.problems
     );
     assert!(
-        report.problems.iter().any(|p| p.contains("run/0")),
+        report.problems.iter().any(|p| p.message.contains("run/0")),
         "verify reads a format-3 run as damaged: {:?}",
         report.problems
     );

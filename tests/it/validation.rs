@@ -733,8 +733,10 @@ fn a_soft_deleted_asset_refuses_every_change_until_restored() {
     assert_eq!(observe(&f.db), before);
     // Re-adding its external id does not resurrect or duplicate it.
     match f.db.add_asset("admin", "shop", NewAsset::text("t1", "other")) {
-        Err(Error::InvalidInput { what, .. }) => assert_eq!(what, "external id"),
-        other => panic!("expected InvalidInput for an existing id, got {other:?}"),
+        Err(Error::AssetExists { project, external_id }) => {
+            assert_eq!((project.as_str(), external_id.as_str()), ("shop", "t1"))
+        }
+        other => panic!("expected AssetExists for an existing id, got {other:?}"),
     }
     assert_eq!(observe(&f.db), before);
     f.db.restore_asset("admin", f.text).expect("restore");
@@ -772,8 +774,8 @@ fn a_stale_parent_is_a_conflict_and_writes_nothing() {
             ..
         }) => {
             assert_eq!(asset, "t1");
-            assert_eq!(expected, Some(first.0));
-            assert_eq!(actual, Some(second.0));
+            assert_eq!(expected, Some(first));
+            assert_eq!(actual, Some(second));
         }
         other => panic!("expected Conflict, got {other:?}"),
     }
@@ -789,7 +791,7 @@ fn a_stale_parent_is_a_conflict_and_writes_nothing() {
             actual,
             ..
         }) => {
-            assert_eq!((asset.as_str(), expected, actual), ("t1", Some(first.0), None))
+            assert_eq!((asset.as_str(), expected, actual), ("t1", Some(first), None))
         }
         other => panic!("expected Conflict, got {other:?}"),
     }

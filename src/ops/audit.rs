@@ -1,0 +1,73 @@
+//! The event log read back: the change feed and the audit trail by asset and by actor.
+
+use crate::engine::Db;
+use crate::model::asset::AssetId;
+use crate::model::error::{Error, Result};
+use crate::model::event::{Action, Event, Seq};
+use crate::model::project::ProjectId;
+use crate::store::keys;
+
+impl Db {
+    /// Every event after `seq`, in order: the change feed.
+    pub fn changes_since(&self, seq: Seq) -> impl Iterator<Item = Result<Event>> + '_ {
+        self.store()
+            .range::<Event>(&keys::event(seq.saturating_add(1)), &[keys::tag::EVENT + 1])
+            .map(|kv| kv.map(|(_, e)| e))
+    }
+
+    /// The event with this seq.
+    pub fn event(&self, seq: Seq) -> Result<Option<Event>> {
+        self.store().get(&keys::event(seq))
+    }
+
+    /// Every event about an asset, oldest first, starting with the one that created it.
+    pub fn audit_asset(&self, id: AssetId) -> Result<Vec<Event>> {
+        let asset = self.asset(id)?;
+        let mut seqs = vec![asset.created_seq];
+        for k in self.store().scan_keys(&keys::asset_events(id)) {
+            let k = k?;
+            seqs.extend(keys::u64_suffix(&k));
+        }
+        self.events(seqs)
+    }
+
+    /// Every event by an actor with seq > `since`, oldest first.
+    pub fn audit_actor(&self, actor: &str, since: Seq) -> Result<Vec<Event>> {
+        let mut seqs = Vec::new();
+        for k in self.store().scan_keys(&keys::actor_events(actor)) {
+            let k = k?;
+            seqs.extend(keys::u64_suffix(&k).filter(|s| *s > since));
+        }
+        self.events(seqs)
+    }
+
+    /// The project an event belongs to.
+    pub fn event_project(&self, e: &Event) -> Result<Option<ProjectId>> {
+        Ok(match &e.action {
+            Action::ProjectCreated { project, .. }
+            | Action::AssetsAdded { project, .. }
+            | Action::AssetPurged { project, .. }
+            | Action::SnapshotCreated { project, .. }
+            | Action::SnapshotDeleted { project, .. }
+            | Action::SnapshotTagged { project, .. }
+            | Action::ModelRegistered { project, .. } => Some(*project),
+            other => match other.asset().map(|a| self.asset(a)) {
+                Some(Ok(a)) => Some(a.project),
+                // A purged asset's events stay in the log; its project is no longer known.
+                Some(Err(Error::UnknownAsset(_))) | None => None,
+                Some(Err(e)) => return Err(e),
+            },
+        })
+    }
+
+    fn events(&self, seqs: Vec<Seq>) -> Result<Vec<Event>> {
+        seqs.into_iter()
+            .map(|s| {
+                self.event(s)?.ok_or_else(|| Error::Corruption {
+                    key: keys::describe(&keys::event(s)),
+                    reason: "an index entry points to a missing event".into(),
+                })
+            })
+            .collect()
+    }
+}

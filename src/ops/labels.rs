@@ -1,0 +1,145 @@
+//! Writing label revisions and reading them with their lineage.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::assets::live;
+use crate::engine::{load_label, read_history, Db};
+use crate::model::asset::{AssetId, Status};
+use crate::model::error::{Error, Result};
+use crate::model::event::Action;
+use crate::model::label::{Label, LabelId, LabelKind, NewLabel, Source};
+use crate::model::project::Settings;
+use crate::store::keys;
+
+impl Db {
+    /// Writes a new label revision on an asset. The actor is the label's source.
+    ///
+    /// A human annotation moves a `TODO`/`ONGOING` asset on (see [`Status`]). With
+    /// `label.parent` set, the write is refused with [`Error::Conflict`] unless that is
+    /// still the latest revision of the same source.
+    pub fn add_label(&self, id: AssetId, label: NewLabel) -> Result<LabelId> {
+        let actor = label.source.actor();
+        self.write(|txn| {
+            let mut staged = txn.stage(id)?;
+            let (asset, history) = (&staged.asset, &staged.history);
+            live(asset)?;
+            let project = self.project_by_id(asset.project)?;
+            label.validate(&project.schema, &asset.external_id, &asset.content)?;
+            let latest = history.iter().rev().find(|l| l.source == label.source).map(|l| l.id);
+            if label.parent.is_some() && label.parent != latest {
+                return Err(Error::Conflict {
+                    asset: asset.external_id.clone(),
+                    what: format!("latest revision of {}", label.source),
+                    expected: label.parent,
+                    actual: latest,
+                });
+            }
+            if let Some(d) = label.derived_from {
+                if d.asset() != id || d.revision() >= asset.revisions {
+                    return Err(Error::invalid(
+                        "derived_from",
+                        format!("label {d} is not a revision of asset {:?}", asset.external_id),
+                    ));
+                }
+            }
+            let lid = LabelId::new(id, asset.revisions);
+            let mut status = None;
+            if label.kind == LabelKind::Annotation {
+                let mut annotators: BTreeSet<&Source> = history
+                    .iter()
+                    .filter(|l| l.kind == LabelKind::Annotation)
+                    .map(|l| &l.source)
+                    .collect();
+                annotators.insert(&label.source);
+                let after = status_after_annotations(asset.status, annotators.len(), &project.settings);
+                if after != asset.status {
+                    status = Some((asset.status, after));
+                }
+            }
+            if let Some((_, after)) = status {
+                staged.asset.status = after;
+            }
+            let stored = Label {
+                id: lid,
+                kind: label.kind,
+                source: label.source.clone(),
+                parent: latest,
+                derived_from: label.derived_from,
+                answers: label.answers,
+                scores: label.scores,
+                verdict: label.verdict,
+                created_at: txn.now(),
+                seconds: label.seconds,
+            };
+            txn.event(
+                &actor,
+                Action::LabelAdded {
+                    asset: id,
+                    label: lid,
+                    kind: stored.kind,
+                    source: stored.source.clone(),
+                    status,
+                },
+            );
+            txn.push_label(&mut staged, stored);
+            txn.put_asset(staged)?;
+            Ok(lid)
+        })
+    }
+
+    /// The label revision with this id.
+    pub fn label(&self, id: LabelId) -> Result<Label> {
+        load_label(self.store(), id)?.ok_or(Error::UnknownLabel(id))
+    }
+
+    /// Every label revision of an asset, oldest first.
+    pub fn history(&self, asset: AssetId) -> Result<Vec<Label>> {
+        read_history(self.store(), asset)
+    }
+
+    /// A label's ancestors: its parent and derived-from chains, nearest first, each once.
+    pub fn ancestors(&self, id: LabelId) -> Result<Vec<Label>> {
+        let start = self.label(id)?;
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::from([id]);
+        let mut queue: VecDeque<LabelId> = start.parent.into_iter().chain(start.derived_from).collect();
+        while let Some(next) = queue.pop_front() {
+            if !seen.insert(next) {
+                continue;
+            }
+            let l = self.label(next)?;
+            queue.extend(l.parent.into_iter().chain(l.derived_from));
+            out.push(l);
+        }
+        Ok(out)
+    }
+
+    /// Every label written by a model version or a rule version, by id.
+    /// Human sources are answered by [`Db::audit_actor`] (and the author index).
+    pub fn labels_from(&self, source: &Source) -> Result<Vec<Label>> {
+        let Some(prefix) = keys::source_labels(source) else {
+            return Err(Error::invalid("source", "labels_from takes a model or rule source"));
+        };
+        self.store()
+            .scan_keys(&prefix)
+            .map(|k| {
+                let k = k?;
+                let id = keys::u64_suffix(&k).ok_or_else(|| Error::Corruption {
+                    key: keys::describe(&k),
+                    reason: "short source index key".into(),
+                })?;
+                self.label(LabelId(id))
+            })
+            .collect()
+    }
+}
+
+/// The status an asset reaches when it has `annotators` distinct human annotators.
+pub(super) fn status_after_annotations(current: Status, annotators: usize, settings: &Settings) -> Status {
+    match current {
+        Status::Todo | Status::Ongoing if annotators == 0 => current,
+        Status::Todo | Status::Ongoing if annotators >= settings.consensus.max(1) as usize => Status::Labeled,
+        Status::Todo | Status::Ongoing => Status::Ongoing,
+        other => other,
+    }
+}
