@@ -92,7 +92,8 @@ pub fn parse_conll(bytes: &[u8]) {
     for record in crate::formats::conll_records(bytes, "fuzz.conll", "entities", "gold") {
         if let Ok((_, Ok(asset))) = record {
             // Spans built from tags are always inside the text and on char boundaries.
-            if let Err(e @ crate::Error::InvalidAnswer { .. }) = crate::ops::assets::validate_new_asset(&schema, &asset)
+            if let Err(e @ crate::model::error::Error::InvalidAnswer { .. }) =
+                crate::ops::assets::validate_new_asset(&schema, &asset)
             {
                 panic!("CoNLL produced an invalid span: {e}");
             }

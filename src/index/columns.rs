@@ -606,6 +606,6 @@ mod tests {
         )],);
         let bytes = codec::encode(&block);
         let r = codec::decode::<Block<Facts<&str>>>(&keys::facts(0), &bytes);
-        assert!(matches!(r, Err(crate::Error::Corruption { .. })), "{r:?}");
+        assert!(matches!(r, Err(crate::model::error::Error::Corruption { .. })), "{r:?}");
     }
 }

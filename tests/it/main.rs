@@ -16,6 +16,7 @@ mod search;
 mod snapshot;
 mod soak;
 mod storage;
+mod tidy;
 mod unicode;
 mod validation;
 

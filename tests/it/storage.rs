@@ -679,3 +679,25 @@ fn stats_read_in_one_pass_equal_the_counts_from_each_asset_and_fail_only_on_the_
     assert_eq!(db.stats("other")?, stats_one_by_one(&db, "other")?);
     Ok(())
 }
+
+/// A second open of a database that is open already (here in this process; another
+/// process meets the same directory lock) is `Error::InUse` naming the directory, in one
+/// line a person understands, and the first handle goes on working.
+#[test]
+fn a_database_held_open_is_refused_as_in_use() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let db = Db::open(&path)?;
+    db.create_project("admin", "p", schema(SCHEMA))?;
+    let err = Db::open(&path)
+        .err()
+        .ok_or("a second open of a held database succeeded")?;
+    assert!(matches!(&err, Error::InUse { path: p } if *p == path), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("database {} is in use by another process", path.display())
+    );
+    assert_eq!(db.projects().len(), 1);
+    db.flush()?;
+    Ok(())
+}
