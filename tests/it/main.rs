@@ -50,12 +50,12 @@ pub const LEGAL: [(labeldb::Status, labeldb::Status); 14] = {
 /// What a test returns: any error fails it.
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The shared test datasets: `$LABELDB_TEST_DATA` when set, else `../shared/data` next to
-/// the crate.
+/// The test datasets: `$LABELDB_TEST_DATA` when set, else the ones vendored in
+/// `tests/data/` (tests/data/README.md lists them with their licences).
 pub fn data_dir() -> PathBuf {
     match std::env::var_os("LABELDB_TEST_DATA") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
     }
 }
 
