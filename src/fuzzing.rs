@@ -80,7 +80,7 @@ pub fn parse_jsonl(bytes: &[u8]) {
     for line in bytes.split(|b| *b == b'\n') {
         if let Ok(text) = std::str::from_utf8(line) {
             if let Ok(asset) = crate::formats::parse_jsonl_line(text, &schema) {
-                let _ = crate::ops::assets::validate_new_asset(&schema, &asset);
+                let _ = crate::model::asset::validate_new_asset(&schema, &asset);
             }
         }
     }
@@ -93,7 +93,7 @@ pub fn parse_conll(bytes: &[u8]) {
         if let Ok((_, Ok(asset))) = record {
             // Spans built from tags are always inside the text and on char boundaries.
             if let Err(e @ crate::model::error::Error::InvalidAnswer { .. }) =
-                crate::ops::assets::validate_new_asset(&schema, &asset)
+                crate::model::asset::validate_new_asset(&schema, &asset)
             {
                 panic!("CoNLL produced an invalid span: {e}");
             }

@@ -25,23 +25,17 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod demo;
 mod engine;
 mod formats;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod json {
-    //! JSON views of records (moving to the crate root).
-    pub use crate::formats::json::*;
-    pub use crate::snapshot::snapshot_json;
-}
 mod index;
 mod model;
 mod ops;
 pub mod query;
 mod rng;
-pub mod snapshot;
+mod snapshot;
 mod store;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
@@ -54,19 +48,22 @@ pub mod testing {
 #[cfg(feature = "testing")]
 pub use engine::RecordRef;
 pub use engine::{Db, DbBuilder, Durability, IndexInfo};
+pub use formats::json::{asset_json, event_json, facets_json, label_json, meta_json, project_json};
 pub use formats::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport};
 pub use model::asset::{
-    Asset, AssetId, AssetKind, Content, Digest, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN, MAX_META_KEY_LEN,
-    MAX_META_VALUE_LEN, MAX_TEXT_LEN,
+    validate_new_asset, Asset, AssetId, AssetKind, Content, Digest, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN,
+    MAX_META_KEY_LEN, MAX_META_VALUE_LEN, MAX_TEXT_LEN,
 };
 pub use model::error::{Error, Result};
 pub use model::event::{Action, Event, Seq};
 pub use model::label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
 pub use model::project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
 pub use model::selection::Selection;
-pub use ops::assets::{validate_new_asset, AddReport};
-pub use ops::stats::Stats;
+pub use ops::assets::AddReport;
+pub use ops::stats::{stats_json, Stats};
 pub use ops::verify::{Problem, ProblemKind, VerifyReport};
 pub use query::{AssetSet, Facets, Filter, Hit, Page, Sort};
-pub use snapshot::{Diff, Example, Examples, ModelInfo, Snapshot, SnapshotInfo};
+pub use snapshot::{
+    diff_json, snapshot_json, Diff, Example, Examples, ModelInfo, Ratios, Relabel, Shard, Snapshot, SnapshotInfo,
+};
 pub use store::FORMAT_VERSION;

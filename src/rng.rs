@@ -20,16 +20,19 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    #[cfg(feature = "testing")]
     /// A float in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    #[cfg(feature = "testing")]
     /// An index in `0..n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 
+    #[cfg(feature = "testing")]
     /// One element of a non-empty slice.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]

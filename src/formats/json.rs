@@ -9,6 +9,8 @@ use crate::formats::to_codepoint;
 use crate::model::asset::{Asset, Content, MetaValue};
 use crate::model::event::Event;
 use crate::model::label::{Answer, Label, Source};
+use crate::model::project::Project;
+use crate::query::Facets;
 
 /// Metadata as a JSON object.
 pub fn meta_json(meta: &std::collections::BTreeMap<String, MetaValue>) -> Value {
@@ -120,5 +122,19 @@ pub fn event_json(e: &Event) -> Value {
         "actor": e.actor,
         "what": e.action.describe(),
         "action": serde_json::to_value(&e.action).unwrap_or(Value::Null),
+    })
+}
+
+/// A project: name, id and schema.
+pub fn project_json(p: &Project) -> Value {
+    json!({"name": p.name, "id": p.id.0, "schema": p.schema.to_json()})
+}
+
+/// The counts of a result set by status, class and author ([`Db::facets`](crate::Db::facets)).
+pub fn facets_json(f: &Facets) -> Value {
+    json!({
+        "by_status": f.by_status.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect::<Map<_, _>>(),
+        "by_class": f.by_class,
+        "by_author": f.by_author,
     })
 }

@@ -20,10 +20,10 @@ use std::rc::Rc;
 use std::sync::mpsc;
 
 use crate::engine::Db;
+use crate::model::asset::validate_new_asset;
 use crate::model::asset::NewAsset;
 use crate::model::error::{Error, Result};
 use crate::model::project::{JobKind, Project};
-use crate::ops::assets::validate_new_asset;
 
 #[cfg(feature = "testing")]
 pub(crate) use conll::records as conll_records;

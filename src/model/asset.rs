@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::error::{Error, Result};
 use crate::model::event::Seq;
 use crate::model::label::NewLabel;
-use crate::model::project::ProjectId;
+use crate::model::project::{ProjectId, Schema};
 
 /// Dense identifier of an asset, unique in the database (roaring bitmaps index `u32`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -324,4 +324,82 @@ impl NewAsset {
         self.meta.insert(key.into(), value);
         self
     }
+}
+
+pub(crate) fn check_priority(p: f64) -> Result<()> {
+    if !p.is_finite() {
+        return Err(Error::invalid("priority", format!("{p} is not a finite number")));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_meta(key: &str, value: Option<&MetaValue>) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_META_KEY_LEN || key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::invalid(
+            "metadata key",
+            format!("{key:?} must be 1 to {MAX_META_KEY_LEN} bytes without spaces or control characters"),
+        ));
+    }
+    match value {
+        Some(MetaValue::Str(s)) if s.len() > MAX_META_VALUE_LEN => Err(Error::invalid(
+            format!("metadata {key:?}"),
+            format!("{} bytes, over the limit of {MAX_META_VALUE_LEN}", s.len()),
+        )),
+        Some(MetaValue::Num(n)) if !n.is_finite() => Err(Error::invalid(
+            format!("metadata {key:?}"),
+            format!("{n} is not a finite number"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a new asset and its labels against the schema and the documented limits.
+pub fn validate_new_asset(schema: &Schema, a: &NewAsset) -> Result<()> {
+    let ext = &a.external_id;
+    if ext.is_empty() || ext.len() > MAX_EXTERNAL_ID_LEN || ext.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "external id",
+            format!(
+                "{:?} must be 1 to {MAX_EXTERNAL_ID_LEN} bytes without control characters",
+                ext.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    match &a.content {
+        Content::Text(t) if t.len() > MAX_TEXT_LEN => {
+            return Err(Error::invalid(
+                format!("text of {ext:?}"),
+                format!("{} bytes, over the limit of {MAX_TEXT_LEN}", t.len()),
+            ))
+        }
+        Content::Image { uri, width, height } => {
+            if uri.is_empty() || uri.len() > MAX_META_VALUE_LEN {
+                return Err(Error::invalid(
+                    format!("image uri of {ext:?}"),
+                    format!("must be 1 to {MAX_META_VALUE_LEN} bytes"),
+                ));
+            }
+            if *width == 0 || *height == 0 {
+                return Err(Error::invalid(
+                    format!("image of {ext:?}"),
+                    format!("size {width}x{height} must be positive"),
+                ));
+            }
+        }
+        Content::Text(_) => {}
+    }
+    for (k, v) in &a.meta {
+        check_meta(k, Some(v))?;
+    }
+    check_priority(a.priority)?;
+    for l in &a.labels {
+        if l.parent.is_some() || l.derived_from.is_some() {
+            return Err(Error::invalid(
+                format!("label of {ext:?}"),
+                "labels written with a new asset cannot name a parent or derived-from revision",
+            ));
+        }
+        l.validate(schema, ext, &a.content)?;
+    }
+    Ok(())
 }

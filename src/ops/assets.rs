@@ -5,13 +5,12 @@ use std::collections::BTreeSet;
 use super::labels::status_after_annotations;
 use crate::engine::{load_asset, Db};
 use crate::model::asset::{
-    Asset, AssetId, Content, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN, MAX_META_KEY_LEN, MAX_META_VALUE_LEN,
-    MAX_TEXT_LEN,
+    check_meta, check_priority, validate_new_asset, Asset, AssetId, MetaValue, NewAsset, Status,
 };
 use crate::model::error::{Error, Result};
 use crate::model::event::{Action, Seq};
 use crate::model::label::{Label, LabelId, LabelKind};
-use crate::model::project::{check_name, Project, Schema};
+use crate::model::project::{check_name, Project};
 
 /// What [`Db::add_assets`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -298,84 +297,6 @@ fn new_asset(project: &Project, id: AssetId, a: NewAsset, now: u64, seq: Seq) ->
 pub(super) fn live(a: &Asset) -> Result<()> {
     if a.deleted {
         return Err(Error::AssetDeleted(a.external_id.clone()));
-    }
-    Ok(())
-}
-
-fn check_priority(p: f64) -> Result<()> {
-    if !p.is_finite() {
-        return Err(Error::invalid("priority", format!("{p} is not a finite number")));
-    }
-    Ok(())
-}
-
-fn check_meta(key: &str, value: Option<&MetaValue>) -> Result<()> {
-    if key.is_empty() || key.len() > MAX_META_KEY_LEN || key.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Error::invalid(
-            "metadata key",
-            format!("{key:?} must be 1 to {MAX_META_KEY_LEN} bytes without spaces or control characters"),
-        ));
-    }
-    match value {
-        Some(MetaValue::Str(s)) if s.len() > MAX_META_VALUE_LEN => Err(Error::invalid(
-            format!("metadata {key:?}"),
-            format!("{} bytes, over the limit of {MAX_META_VALUE_LEN}", s.len()),
-        )),
-        Some(MetaValue::Num(n)) if !n.is_finite() => Err(Error::invalid(
-            format!("metadata {key:?}"),
-            format!("{n} is not a finite number"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Checks a new asset and its labels against the schema and the documented limits.
-pub fn validate_new_asset(schema: &Schema, a: &NewAsset) -> Result<()> {
-    let ext = &a.external_id;
-    if ext.is_empty() || ext.len() > MAX_EXTERNAL_ID_LEN || ext.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "external id",
-            format!(
-                "{:?} must be 1 to {MAX_EXTERNAL_ID_LEN} bytes without control characters",
-                ext.chars().take(80).collect::<String>()
-            ),
-        ));
-    }
-    match &a.content {
-        Content::Text(t) if t.len() > MAX_TEXT_LEN => {
-            return Err(Error::invalid(
-                format!("text of {ext:?}"),
-                format!("{} bytes, over the limit of {MAX_TEXT_LEN}", t.len()),
-            ))
-        }
-        Content::Image { uri, width, height } => {
-            if uri.is_empty() || uri.len() > MAX_META_VALUE_LEN {
-                return Err(Error::invalid(
-                    format!("image uri of {ext:?}"),
-                    format!("must be 1 to {MAX_META_VALUE_LEN} bytes"),
-                ));
-            }
-            if *width == 0 || *height == 0 {
-                return Err(Error::invalid(
-                    format!("image of {ext:?}"),
-                    format!("size {width}x{height} must be positive"),
-                ));
-            }
-        }
-        Content::Text(_) => {}
-    }
-    for (k, v) in &a.meta {
-        check_meta(k, Some(v))?;
-    }
-    check_priority(a.priority)?;
-    for l in &a.labels {
-        if l.parent.is_some() || l.derived_from.is_some() {
-            return Err(Error::invalid(
-                format!("label of {ext:?}"),
-                "labels written with a new asset cannot name a parent or derived-from revision",
-            ));
-        }
-        l.validate(schema, ext, &a.content)?;
     }
     Ok(())
 }

@@ -41,6 +41,24 @@ impl Db {
         self.events(seqs)
     }
 
+    /// The events of a project with seq > `since`, oldest first, by one actor or by all:
+    /// the audit trail of `labeldb audit`. A purged asset's events, whose project is no
+    /// longer known, are left out.
+    pub fn audit_project(&self, project: &str, actor: Option<&str>, since: Seq) -> Result<Vec<Event>> {
+        let p = self.project(project)?;
+        let events: Vec<Event> = match actor {
+            Some(a) => self.audit_actor(a, since)?,
+            None => self.changes_since(since).collect::<Result<_>>()?,
+        };
+        let mut mine = Vec::with_capacity(events.len());
+        for e in events {
+            if self.event_project(&e)? == Some(p.id) {
+                mine.push(e);
+            }
+        }
+        Ok(mine)
+    }
+
     /// The project an event belongs to.
     pub fn event_project(&self, e: &Event) -> Result<Option<ProjectId>> {
         Ok(match &e.action {

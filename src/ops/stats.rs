@@ -87,3 +87,18 @@ fn count(assets: impl Iterator<Item = Result<(Asset, Vec<Label>)>>) -> Result<St
     }
     Ok(s)
 }
+
+/// A project's counts ([`Db::stats`]).
+pub fn stats_json(project: &str, s: &Stats) -> serde_json::Value {
+    serde_json::json!({
+        "project": project,
+        "assets": s.assets,
+        "deleted": s.deleted,
+        "labels": s.labels,
+        "by_status": s.by_status.iter().map(|(k, v)| (k.as_str().to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "by_kind": s.by_kind.iter().map(|(k, v)| (k.as_str().to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "by_source": s.by_source,
+        "classes": s.classes,
+        "human_seconds": s.human_seconds,
+    })
+}

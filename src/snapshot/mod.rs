@@ -7,7 +7,9 @@
 //! (content never changes, revisions are never overwritten) and an asset that a
 //! snapshot references cannot be purged, so a snapshot returns the same examples forever.
 
+mod json;
 mod reader;
+mod spec;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +29,9 @@ use crate::query::{to_query_string, Filter};
 use crate::store::run;
 use crate::store::{keys, Raw, Store};
 
+pub use json::{diff_json, snapshot_json};
 pub use reader::{Diff, Example, Examples, Relabel, Snapshot};
+pub use spec::{Ratios, Shard};
 
 /// Members per stored chunk.
 const CHUNK: usize = 65_536;
@@ -502,6 +506,21 @@ impl Db {
             .collect()
     }
 
+    /// The tags that point to a snapshot (named by its name or one of its tags), sorted.
+    pub fn snapshot_tags(&self, project: &str, name_or_tag: &str) -> Result<Vec<String>> {
+        let info = self.snapshot_info(project, name_or_tag)?;
+        let p = self.project(project)?;
+        let prefix = keys::snapshot_tags(p.id);
+        let mut tags = Vec::new();
+        for kv in self.store().scan::<String>(&prefix) {
+            let (k, name) = kv?;
+            if name == info.name {
+                tags.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+            }
+        }
+        Ok(tags)
+    }
+
     /// Points a tag (`latest`, `prod-2026-11`) at a snapshot, moving it if it exists.
     pub fn tag_snapshot(&self, actor: &str, project: &str, tag: &str, name: &str) -> Result<()> {
         check_name("actor", actor)?;
@@ -734,22 +753,6 @@ impl Db {
             Ok(())
         })
     }
-}
-
-/// A snapshot's description: name, assets, digest, filter, selection, watermark, who/when.
-pub fn snapshot_json(info: &SnapshotInfo, tags: &[String]) -> serde_json::Value {
-    serde_json::json!({
-        "name": info.name,
-        "assets": info.assets,
-        "digest": info.digest.to_string(),
-        "filter": info.filter,
-        "selection": info.selection.to_string(),
-        "seq": info.seq,
-        "created_by": info.created_by,
-        "created_at": info.created_at,
-        "schema": info.schema.to_json(),
-        "tags": tags,
-    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! The real datasets are read from [`data_dir`], never copied into the repository.
 
 mod bad_input;
-mod cli;
 mod crash;
 mod events;
 mod fuzz_regressions;

@@ -1246,7 +1246,7 @@ fn diff_names_added_removed_and_relabelled_assets_with_both_revisions() -> TestR
     assert_eq!(d.removed, ["gone"]);
     assert_eq!(
         d.relabelled,
-        [labeldb::snapshot::Relabel {
+        [labeldb::Relabel {
             external_id: "relabel".into(),
             before: LabelId::new(relabel, 0),
             after: LabelId::new(relabel, 1),

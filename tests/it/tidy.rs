@@ -237,7 +237,7 @@ fn sled_is_named_only_inside_store() -> TestResult {
         }
         let code = code_of(&fs::read_to_string(&file)?);
         if code.contains("sled::") {
-            outside.push(file.strip_prefix(&root())?.display().to_string());
+            outside.push(file.strip_prefix(root())?.display().to_string());
         }
     }
     assert!(outside.is_empty(), "sled:: outside src/store/: {outside:?}");

@@ -13,14 +13,35 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::model::asset::{AssetId, Status};
-use crate::model::error::{Error, Result};
-use crate::model::label::{Answer, LabelKind, NewLabel, Source, Span, Verdict};
-use crate::model::project::Schema;
-pub use crate::rng::Rng;
-use crate::Db;
-use crate::Stats;
-use crate::{Format, ImportOptions};
+use anyhow::{bail, Result};
+use labeldb::{
+    Answer, AssetId, Db, Error, Format, ImportOptions, LabelKind, NewLabel, Schema, Source, Span, Stats, Status,
+    Verdict,
+};
+
+/// The demo's generator: seeded, so that two runs give the same data.
+struct Rng(fastrand::Rng);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(fastrand::Rng::with_seed(seed))
+    }
+
+    /// A float in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        self.0.f64()
+    }
+
+    /// An index in `0..n` (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        self.0.usize(..n)
+    }
+
+    /// One element of a non-empty slice.
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
 
 /// The demo project's name.
 pub const PROJECT: &str = "orders";
@@ -171,14 +192,14 @@ pub fn generate(n: usize, seed: u64) -> Vec<Email> {
 pub fn schema() -> Schema {
     Schema {
         jobs: vec![
-            crate::model::project::Job {
+            labeldb::Job {
                 name: "category".into(),
-                kind: crate::model::project::JobKind::Classification { multi: false },
+                kind: labeldb::JobKind::Classification { multi: false },
                 classes: CATEGORIES.iter().map(|c| c.to_string()).collect(),
             },
-            crate::model::project::Job {
+            labeldb::Job {
                 name: "entities".into(),
-                kind: crate::model::project::JobKind::Spans,
+                kind: labeldb::JobKind::Spans,
                 classes: ENTITIES.iter().map(|c| c.to_string()).collect(),
             },
         ],
@@ -201,7 +222,7 @@ pub fn write_jsonl(emails: &[Email], path: &Path) -> Result<()> {
         });
         writeln!(out, "{line}").map_err(io)?;
     }
-    out.flush().map_err(io)
+    Ok(out.flush().map_err(io)?)
 }
 
 /// A simulated annotator.
@@ -236,8 +257,6 @@ pub const ANNOTATORS: [Annotator; 4] = [
 /// What the demo did.
 #[derive(Clone, Debug)]
 pub struct DemoReport {
-    /// Assets generated and imported.
-    pub assets: usize,
     /// Phase name and how long it took, with the number of writes in it.
     pub phases: Vec<(String, Duration, u64)>,
     /// Project statistics at the end.
@@ -259,7 +278,7 @@ pub struct DemoReport {
     pub search: (String, u64, Vec<(String, String)>),
     /// The training snapshot: its info, how long creating it took, and the sizes of its
     /// train/val/test splits.
-    pub snapshot: (crate::snapshot::SnapshotInfo, Duration, [usize; 3]),
+    pub snapshot: (labeldb::SnapshotInfo, Duration, [usize; 3]),
 }
 
 /// Runs the demo in `dir` (which must not hold a demo database yet) with `n` emails.
@@ -271,10 +290,7 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
     std::fs::create_dir_all(dir).map_err(io)?;
     let db_path = dir.join("demo.labeldb");
     if db_path.exists() {
-        return Err(Error::invalid(
-            "demo directory",
-            format!("{} already exists; remove it or pick another --dir", db_path.display()),
-        ));
+        bail!("{} already exists; remove it or pick another --dir", db_path.display());
     }
     let db = Db::open(&db_path)?;
     let mut rng = Rng::new(7);
@@ -414,7 +430,7 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
         queries.push((q.to_string(), n, t.elapsed()));
     }
     let text = "broken";
-    let filter = crate::query::parse("label.category:complaint")?;
+    let filter = labeldb::query::parse("label.category:complaint")?;
     let (matches, hits) = db.search(PROJECT, text, Some(&filter), 3)?;
     let hits = hits
         .into_iter()
@@ -425,8 +441,8 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
         "trainer",
         PROJECT,
         "v1",
-        &crate::query::parse("status:labeled OR status:reviewed")?,
-        &crate::Selection::LatestHuman,
+        &labeldb::query::parse("status:labeled OR status:reviewed")?,
+        &labeldb::Selection::LatestHuman,
     )?;
     let took = t.elapsed();
     let snap = db.snapshot(PROJECT, "v1")?;
@@ -440,7 +456,6 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
     let stats = db.stats(PROJECT)?;
     let verified = db.verify()?.is_clean();
     Ok(DemoReport {
-        assets: ids.len(),
         phases,
         stats,
         annotators,

@@ -8,7 +8,8 @@ use std::process::Command;
 use labeldb::{Db, RecordRef};
 use serde_json::{json, Value};
 
-use crate::TestResult;
+/// What a test returns: any error fails it.
+type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const SCHEMA: &str = r#"{"jobs": [
   {"name": "category", "kind": "classification", "classes": ["order", "complaint", "question"]},
