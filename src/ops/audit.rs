@@ -28,17 +28,19 @@ impl Db {
             let k = k?;
             seqs.extend(keys::u64_suffix(&k));
         }
-        self.events(seqs)
+        seqs.into_iter().map(|s| self.logged_event(s)).collect()
     }
 
-    /// Every event by an actor with seq > `since`, oldest first.
-    pub fn audit_actor(&self, actor: &str, since: Seq) -> Result<Vec<Event>> {
-        let mut seqs = Vec::new();
-        for k in self.store().scan_keys(&keys::actor_events(actor)) {
-            let k = k?;
-            seqs.extend(keys::u64_suffix(&k).filter(|s| *s > since));
-        }
-        self.events(seqs)
+    /// Every event by an actor with seq > `since`, oldest first, read as the caller
+    /// iterates.
+    pub fn audit_actor(&self, actor: &str, since: Seq) -> impl Iterator<Item = Result<Event>> + '_ {
+        self.store()
+            .scan_keys(&keys::actor_events(actor))
+            .filter_map(move |k| match k {
+                Ok(k) => keys::u64_suffix(&k).filter(|s| *s > since).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+            .map(|seq| self.logged_event(seq?))
     }
 
     /// The events of a project with seq > `since`, oldest first, by one actor or by all:
@@ -47,7 +49,7 @@ impl Db {
     pub fn audit_project(&self, project: &str, actor: Option<&str>, since: Seq) -> Result<Vec<Event>> {
         let p = self.project(project)?;
         let events: Vec<Event> = match actor {
-            Some(a) => self.audit_actor(a, since)?,
+            Some(a) => self.audit_actor(a, since).collect::<Result<_>>()?,
             None => self.changes_since(since).collect::<Result<_>>()?,
         };
         let mut mine = Vec::with_capacity(events.len());
@@ -78,14 +80,11 @@ impl Db {
         })
     }
 
-    fn events(&self, seqs: Vec<Seq>) -> Result<Vec<Event>> {
-        seqs.into_iter()
-            .map(|s| {
-                self.event(s)?.ok_or_else(|| Error::Corruption {
-                    key: keys::describe(&keys::event(s)),
-                    reason: "an index entry points to a missing event".into(),
-                })
-            })
-            .collect()
+    /// The event an index entry points to; a missing one is corruption.
+    fn logged_event(&self, seq: Seq) -> Result<Event> {
+        self.event(seq)?.ok_or_else(|| Error::Corruption {
+            key: keys::describe(&keys::event(seq)),
+            reason: "an index entry points to a missing event".into(),
+        })
     }
 }

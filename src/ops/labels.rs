@@ -114,23 +114,21 @@ impl Db {
         Ok(out)
     }
 
-    /// Every label written by a model version or a rule version, by id.
+    /// Every label written by a model version or a rule version, by id, read as the
+    /// caller iterates.
     /// Human sources are answered by [`Db::audit_actor`] (and the author index).
-    pub fn labels_from(&self, source: &Source) -> Result<Vec<Label>> {
+    pub fn labels_from(&self, source: &Source) -> Result<impl Iterator<Item = Result<Label>> + '_> {
         let Some(prefix) = keys::source_labels(source) else {
             return Err(Error::invalid("source", "labels_from takes a model or rule source"));
         };
-        self.store()
-            .scan_keys(&prefix)
-            .map(|k| {
-                let k = k?;
-                let id = keys::u64_suffix(&k).ok_or_else(|| Error::Corruption {
-                    key: keys::describe(&k),
-                    reason: "short source index key".into(),
-                })?;
-                self.label(LabelId(id))
-            })
-            .collect()
+        Ok(self.store().scan_keys(&prefix).map(|k| {
+            let k = k?;
+            let id = keys::u64_suffix(&k).ok_or_else(|| Error::Corruption {
+                key: keys::describe(&k),
+                reason: "short source index key".into(),
+            })?;
+            self.label(LabelId(id))
+        }))
     }
 }
 

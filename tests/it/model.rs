@@ -1147,12 +1147,7 @@ fn compare_audits(db: &Db, model: &Model) {
         let want: Vec<u64> = (1..=model.events.len() as u64)
             .filter(|s| model.events[*s as usize - 1].0 == actor)
             .collect();
-        let got: Vec<u64> = db
-            .audit_actor(actor, 0)
-            .expect("audit actor")
-            .iter()
-            .map(|e| e.seq)
-            .collect();
+        let got: Vec<u64> = db.audit_actor(actor, 0).map(|e| e.expect("audit actor").seq).collect();
         assert_eq!(got, want, "audit_actor {actor}");
     }
 }
