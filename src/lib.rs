@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod access;
 mod engine;
 mod formats;
 #[cfg(feature = "testing")]
@@ -57,7 +58,7 @@ pub use model::asset::{
 pub use model::error::{Error, Result};
 pub use model::event::{Action, Event, Seq};
 pub use model::label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores, Source, Span, Verdict};
-pub use model::project::{Job, JobKind, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
+pub use model::project::{Job, JobKind, Member, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
 pub use model::selection::Selection;
 pub use ops::assets::AddReport;
 pub use ops::stats::{stats_json, Stats};

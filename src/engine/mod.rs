@@ -239,9 +239,4 @@ impl Db {
     pub(crate) fn external_ids(&self) -> Result<MappedRwLockReadGuard<'_, ExternalIds>> {
         self.inner.external_for_read()
     }
-
-    /// Makes a project created or changed by a write that landed visible to readers.
-    pub(crate) fn publish_project(&self, project: Arc<Project>) {
-        self.inner.projects.write().insert(project);
-    }
 }

@@ -3,6 +3,7 @@
 //! one logical write, then applies the records and the new counters in one atomic batch
 //! and publishes the derived changes.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::MappedRwLockReadGuard;
@@ -17,7 +18,7 @@ use crate::model::asset::{Asset, AssetId, Content};
 use crate::model::error::{Error, Result};
 use crate::model::event::{Action, Event, Seq};
 use crate::model::label::Label;
-use crate::model::project::ProjectId;
+use crate::model::project::{Project, ProjectId};
 use crate::store::{keys, run, Batch, Counters, Store};
 
 /// Milliseconds since the Unix epoch.
@@ -38,6 +39,8 @@ pub(crate) struct Txn<'a> {
     columns: columns::Pending,
     /// External ids this write adds (`Some`) or removes (`None`).
     external: Vec<(ProjectId, String, Option<AssetId>)>,
+    /// Projects this write creates or changes, published to readers once it lands.
+    projects: Vec<Project>,
 }
 
 /// An asset taken out for a change inside a [`Txn`]: change `asset`, push labels with
@@ -182,6 +185,13 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Stores a project record, and publishes it to readers when the write lands (still
+    /// under the writer lock, so that writes publish in the order they land).
+    pub(crate) fn put_project(&mut self, project: Project) {
+        self.batch.put(keys::project(project.id), &project);
+        self.projects.push(project);
+    }
+
     /// Appends an event, with its actor and asset index entries.
     pub(crate) fn event(&mut self, actor: &str, action: Action) -> Seq {
         let seq = self.counters.last_seq + 1;
@@ -217,6 +227,7 @@ impl Db {
             text_ops: Vec::new(),
             columns: columns::Pending::default(),
             external: Vec::new(),
+            projects: Vec::new(),
         };
         let out = f(&mut txn)?;
         if txn.counters.last_seq == guard.last_seq {
@@ -229,6 +240,7 @@ impl Db {
             text_ops,
             columns,
             external,
+            projects,
             ..
         } = txn;
         columns.write(&mut batch);
@@ -247,6 +259,9 @@ impl Db {
             let mut index = inner.index.write();
             index.apply_changes(changes);
             index.seq = counters.last_seq;
+        }
+        for p in projects {
+            inner.projects.write().insert(Arc::new(p));
         }
         // The text writer only fails when its thread died; the primary write has landed,
         // so the error is reported rather than returned, and `verify` will catch the gap.

@@ -155,6 +155,22 @@ pub enum Error {
         /// `NAME@VERSION`.
         model: String,
     },
+    /// The user is not a member of the project.
+    #[error("{user:?} is not a member of project {project:?}")]
+    UnknownMember {
+        /// Project name.
+        project: String,
+        /// The user.
+        user: String,
+    },
+    /// The change would leave a project that has admins without one.
+    #[error("{user:?} is the last admin of project {project:?}: make another member admin first")]
+    LastAdmin {
+        /// Project name.
+        project: String,
+        /// The admin.
+        user: String,
+    },
     /// The asset is soft-deleted; it must be restored before it changes.
     #[error("asset {0:?} is deleted")]
     AssetDeleted(String),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::asset::{AssetId, Digest, MetaValue, Status};
 use crate::model::label::{LabelId, LabelKind, Source};
-use crate::model::project::ProjectId;
+use crate::model::project::{ProjectId, Role};
 
 /// Position in the event log; the first event has seq 1.
 pub type Seq = u64;
@@ -148,6 +148,24 @@ pub enum Action {
         /// The snapshot.
         trained_on: String,
     },
+    /// A user became a member of a project, or their role or scope changed.
+    MemberSet {
+        /// The project.
+        project: ProjectId,
+        /// The user.
+        user: String,
+        /// The role.
+        role: Role,
+        /// The data scope (a query), if any.
+        scope: Option<String>,
+    },
+    /// A user stopped being a member of a project.
+    MemberRemoved {
+        /// The project.
+        project: ProjectId,
+        /// The user.
+        user: String,
+    },
 }
 
 impl Action {
@@ -159,7 +177,9 @@ impl Action {
             | Action::SnapshotCreated { .. }
             | Action::SnapshotDeleted { .. }
             | Action::SnapshotTagged { .. }
-            | Action::ModelRegistered { .. } => None,
+            | Action::ModelRegistered { .. }
+            | Action::MemberSet { .. }
+            | Action::MemberRemoved { .. } => None,
             Action::LabelAdded { asset, .. }
             | Action::StatusChanged { asset, .. }
             | Action::MetaChanged { asset, .. }
@@ -177,7 +197,9 @@ impl Action {
             | Action::SnapshotCreated { .. }
             | Action::SnapshotDeleted { .. }
             | Action::SnapshotTagged { .. }
-            | Action::ModelRegistered { .. } => (1, 0),
+            | Action::ModelRegistered { .. }
+            | Action::MemberSet { .. }
+            | Action::MemberRemoved { .. } => (1, 0),
             Action::AssetsAdded { first, last, .. } => (first.0, last.0),
             other => {
                 let a = other.asset().map_or(0, |a| a.0);
@@ -238,6 +260,11 @@ impl Action {
             Action::ModelRegistered { model, trained_on, .. } => {
                 format!("registered model {model} trained on snapshot {trained_on:?}")
             }
+            Action::MemberSet { user, role, scope, .. } => match scope {
+                Some(q) => format!("member {user:?}: {role}, scope {q}"),
+                None => format!("member {user:?}: {role}"),
+            },
+            Action::MemberRemoved { user, .. } => format!("removed member {user:?}"),
         }
     }
 }

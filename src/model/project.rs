@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -188,8 +189,8 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A member's role in a project (access control builds on these).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A member's role in a project (access control builds on these; docs/access.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Everything, including members and settings.
     Admin,
@@ -201,6 +202,55 @@ pub enum Role {
     Labeler,
     /// Reads snapshots (training jobs).
     ReadOnly,
+}
+
+impl Role {
+    /// Every role, from the most rights to the fewest.
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::TeamManager,
+        Role::Reviewer,
+        Role::Labeler,
+        Role::ReadOnly,
+    ];
+
+    /// The role's name: `admin`, `team-manager`, `reviewer`, `labeler`, `read-only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::TeamManager => "team-manager",
+            Role::Reviewer => "reviewer",
+            Role::Labeler => "labeler",
+            Role::ReadOnly => "read-only",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+            Error::invalid("role", format!("{s:?} is not one of {}", names.join(", ")))
+        })
+    }
+}
+
+/// A project member: a user name (authenticated by the application) with one role and,
+/// optionally, a data scope limiting the assets the member can see or touch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member's role.
+    pub role: Role,
+    /// A query in the query language (docs/query.md); `None`: every asset.
+    pub scope: Option<String>,
 }
 
 /// Project settings used by the workflow and routing.
@@ -236,8 +286,8 @@ pub struct Project {
     pub name: String,
     /// Its jobs.
     pub schema: Schema,
-    /// Members and their roles.
-    pub members: BTreeMap<String, Role>,
+    /// Members by user name.
+    pub members: BTreeMap<String, Member>,
     /// Workflow settings.
     pub settings: Settings,
     /// Creation time, milliseconds since the Unix epoch.

@@ -70,7 +70,9 @@ impl Db {
             | Action::SnapshotCreated { project, .. }
             | Action::SnapshotDeleted { project, .. }
             | Action::SnapshotTagged { project, .. }
-            | Action::ModelRegistered { project, .. } => Some(*project),
+            | Action::ModelRegistered { project, .. }
+            | Action::MemberSet { project, .. }
+            | Action::MemberRemoved { project, .. } => Some(*project),
             other => match other.asset().map(|a| self.asset(a)) {
                 Some(Ok(a)) => Some(a.project),
                 // A purged asset's events stay in the log; its project is no longer known.

@@ -1,7 +1,6 @@
 //! Creating projects. Looking them up is the engine's (it keeps them in memory).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::engine::Db;
 use crate::model::error::{Error, Result};
@@ -15,7 +14,7 @@ impl Db {
         check_name("project name", name)?;
         check_name("actor", actor)?;
         schema.validate()?;
-        let project = self.write(|txn| {
+        self.write(|txn| {
             if txn.store().contains(&keys::project_name(name))? {
                 return Err(Error::ProjectExists(name.to_string()));
             }
@@ -29,7 +28,7 @@ impl Db {
                 settings: Settings::default(),
                 created_at: txn.now(),
             };
-            txn.batch().put(keys::project(id), &project);
+            txn.put_project(project);
             txn.batch().put(keys::project_name(name), &id);
             txn.event(
                 actor,
@@ -38,10 +37,7 @@ impl Db {
                     name: name.to_string(),
                 },
             );
-            Ok(project)
-        })?;
-        let id = project.id;
-        self.publish_project(Arc::new(project));
-        Ok(id)
+            Ok(id)
+        })
     }
 }

@@ -170,6 +170,14 @@ impl Db {
                                 format!("{} holds project {}", keys::describe(&k), p.id),
                             );
                         }
+                        for (user, m) in &p.members {
+                            if let Some(Err(e)) = m.scope.as_deref().map(crate::query::parse) {
+                                c.problem(
+                                    ProblemKind::Invalid,
+                                    format!("project {:?}: the scope of member {user:?} does not parse: {e}", p.name),
+                                );
+                            }
+                        }
                         projects.insert(p.id, p);
                     }
                 }

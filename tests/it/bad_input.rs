@@ -46,6 +46,8 @@
 //! | `create_project`  | `name`, `schema_text` (the raw schema file)      | `Schema::from_json`, `Db::create_project` |
 //! | `create_snapshot` | `name`, `query`, `selection` (strings)           | `Selection::from_str`, `Db::create_snapshot` |
 //! | `query`           | `query`                                          | `Db::query` on `shop`          |
+//! | `set_member`      | `user`, `role`, `scope` (optional)               | `Role::from_str`, `Db::set_member` on `shop` |
+//! | `remove_member`   | `user`                                           | `Db::remove_member` on `shop`  |
 //! | `damage_record`   | `record`, `bytes_hex`                            | `Db::damage_record` (setup)    |
 //! | `reopen`          | `tamper` (list, optional)                        | closes the db, tampers, `Db::open` |
 //! | `open_sled`       | `records`                                        | `Db::open` on a bare sled db   |
@@ -82,7 +84,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use labeldb::{
-    Answer, AssetId, BBox, Db, Error, Format, ImportOptions, LabelId, LabelKind, MetaValue, NewLabel, RecordRef,
+    Answer, AssetId, BBox, Db, Error, Format, ImportOptions, LabelId, LabelKind, MetaValue, NewLabel, RecordRef, Role,
     Schema, Selection, Source, Span, Status, Verdict,
 };
 use serde::Deserialize;
@@ -105,6 +107,8 @@ const VARIANTS: &[&str] = &[
     "HeldBySnapshots",
     "SnapshotExists",
     "ModelExists",
+    "UnknownMember",
+    "LastAdmin",
     "Corruption",
     "FormatTooNew",
     "UnknownProject",
@@ -136,6 +140,8 @@ fn variant(e: &Error) -> &'static str {
         Error::HeldBySnapshots { .. } => "HeldBySnapshots",
         Error::SnapshotExists { .. } => "SnapshotExists",
         Error::ModelExists { .. } => "ModelExists",
+        Error::UnknownMember { .. } => "UnknownMember",
+        Error::LastAdmin { .. } => "LastAdmin",
         Error::Io { .. } => "Io",
         Error::Corruption { .. } => "Corruption",
         Error::FormatTooNew { .. } => "FormatTooNew",
@@ -223,6 +229,14 @@ enum Op {
     },
     Query {
         query: String,
+    },
+    SetMember {
+        user: String,
+        role: String,
+        scope: Option<String>,
+    },
+    RemoveMember {
+        user: String,
     },
     DamageRecord {
         record: RecordSpec,
@@ -651,6 +665,10 @@ fn run_op(db: &Db, op: &Op) -> Result<labeldb::Result<()>, String> {
             db.create_snapshot(ACTOR, PROJECT, name, &filter, &selection).map(drop)
         }),
         Op::Query { query } => db.query(PROJECT, query).map(drop),
+        Op::SetMember { user, role, scope } => {
+            Role::from_str(role).and_then(|r| db.set_member(ACTOR, PROJECT, user, r, scope.as_deref()))
+        }
+        Op::RemoveMember { user } => db.remove_member(ACTOR, PROJECT, user),
         Op::DamageRecord { record, bytes_hex } => {
             let record = match record {
                 RecordSpec::Asset(a) => RecordRef::Asset(asset_id(db, a)?),

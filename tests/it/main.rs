@@ -3,6 +3,7 @@
 //! Each module is one area of the specification; each test's name says what must hold.
 //! The real datasets are read from [`data_dir`], never copied into the repository.
 
+mod access;
 mod bad_input;
 mod crash;
 mod events;

@@ -51,8 +51,60 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Manage a project's members: their roles and data scopes.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
     /// Run the whole labelling loop on generated customer-order emails.
     Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MemberCommand {
+    /// Make USER a member with a role (and a scope), or change their role or scope.
+    Add(MemberAddArgs),
+    /// List the members with their roles and scopes.
+    List(MemberListArgs),
+    /// Remove a member (not the last admin).
+    Remove(MemberRemoveArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct MemberAddArgs {
+    /// The project.
+    pub(crate) project: String,
+    /// The user, as the application names them.
+    pub(crate) user: String,
+    /// admin, team-manager, reviewer, labeler or read-only.
+    #[arg(long)]
+    pub(crate) role: String,
+    /// Only the assets matching this query (query language), e.g. 'meta.country:fr'.
+    #[arg(long)]
+    pub(crate) scope: Option<String>,
+    /// Who makes the change (recorded in the event log).
+    #[arg(long, default_value = "admin")]
+    pub(crate) actor: String,
+}
+
+#[derive(Args)]
+pub(crate) struct MemberListArgs {
+    /// The project.
+    pub(crate) project: String,
+    /// Print JSON: [{"user", "role", "scope"}].
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct MemberRemoveArgs {
+    /// The project.
+    pub(crate) project: String,
+    /// The user.
+    pub(crate) user: String,
+    /// Who makes the change (recorded in the event log).
+    #[arg(long, default_value = "admin")]
+    pub(crate) actor: String,
 }
 
 #[derive(Subcommand)]

@@ -58,6 +58,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query(a) => cmd::find::query(&g, a),
         Command::Snapshot { command } => cmd::snapshot::run(&g, command),
         Command::Model { command } => cmd::model::run(&g, command),
+        Command::Member { command } => cmd::member::run(&g, command),
         Command::Demo(a) => cmd::demo::run(a),
     }
 }

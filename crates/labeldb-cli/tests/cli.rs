@@ -401,3 +401,57 @@ fn the_page_cache_size_is_a_global_flag_and_must_be_positive() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn members_are_added_listed_and_removed_with_their_roles_and_scopes() -> TestResult {
+    let cli = Cli::with_project()?;
+    let added = cli.ok(&["member", "add", "shop", "root", "--role", "admin"])?;
+    assert_eq!(added, "member \"root\" of shop: admin\n");
+    cli.ok(&[
+        "member",
+        "add",
+        "shop",
+        "alice",
+        "--role",
+        "labeler",
+        "--scope",
+        "meta.source:crm",
+    ])?;
+    cli.ok(&["member", "add", "shop", "rita", "--role", "reviewer", "--actor", "root"])?;
+    assert_eq!(
+        cli.json(&["member", "list", "shop"])?,
+        json!([
+            {"user": "alice", "role": "labeler", "scope": "meta.source:crm"},
+            {"user": "rita", "role": "reviewer", "scope": null},
+            {"user": "root", "role": "admin", "scope": null},
+        ])
+    );
+    let listed = cli.ok(&["member", "list", "shop"])?;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("alice") && l.ends_with("meta.source:crm")),
+        "{listed}"
+    );
+    cli.ok(&["member", "remove", "shop", "rita", "--actor", "root"])?;
+    let audit = cli.ok(&["audit", "shop", "--actor", "root"])?;
+    assert!(
+        audit.contains("member \"rita\": reviewer") && audit.contains("removed member \"rita\""),
+        "{audit}"
+    );
+    cli.fails(
+        &["member", "add", "shop", "bob", "--role", "owner"],
+        &["\"owner\"", "team-manager"],
+    )?;
+    cli.fails(
+        &[
+            "member", "add", "shop", "bob", "--role", "labeler", "--scope", "status:",
+        ],
+        &["query error"],
+    )?;
+    cli.fails(&["member", "remove", "shop", "root"], &["last admin"])?;
+    cli.fails(&["member", "remove", "shop", "bob"], &["\"bob\"", "not a member"])?;
+    cli.fails(&["member", "list", "nope"], &["unknown project \"nope\""])?;
+    assert_eq!(cli.json(&["member", "list", "shop"])?.as_array().map(Vec::len), Some(2));
+    Ok(())
+}

@@ -4,6 +4,7 @@ pub(crate) mod demo;
 pub(crate) mod find;
 pub(crate) mod import;
 pub(crate) mod inspect;
+pub(crate) mod member;
 pub(crate) mod model;
 pub(crate) mod project;
 pub(crate) mod snapshot;
