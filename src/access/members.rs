@@ -15,6 +15,7 @@ impl Db {
     pub fn set_member(&self, actor: &str, project: &str, user: &str, role: Role, scope: Option<&str>) -> Result<()> {
         check_name("actor", actor)?;
         check_name("user", user)?;
+        self.project(project)?;
         if let Some(q) = scope {
             crate::query::parse(q)?;
         }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use bincode::Options as _;
 use labeldb::query::{CmpOp, NumField, TextQuery};
 use labeldb::{
-    Answer, Asset, AssetId, Content, Db, Digest, Error, Example, Filter, Label, LabelId, LabelKind, MetaValue,
-    NewAsset, NewLabel, ProjectId, Selection, Snapshot, Source, Span, Status, Verdict,
+    Answer, Asset, AssetId, Content, Db, Digest, Error, Example, Filter, Label, LabelId, LabelKind, Member, MetaValue,
+    NewAsset, NewLabel, ProjectId, Role, Selection, Snapshot, Source, Span, Status, Verdict,
 };
 use proptest::prelude::*;
 
@@ -85,8 +85,23 @@ enum Op {
         filter: Filter,
         selection: Selection,
     },
+    /// `set_member` of `USERS[user]` with `Role::ALL[role]` and scope `SCOPES[scope]`
+    /// (the last does not parse).
+    SetMember {
+        project: u8,
+        user: u8,
+        role: u8,
+        scope: Option<u8>,
+    },
+    RemoveMember {
+        project: u8,
+        user: u8,
+    },
     Reopen,
 }
+
+const USERS: [&str; 3] = ["ua", "ub", "uc"];
+const SCOPES: [&str; 3] = ["meta.k0:1", "status:todo AND NOT author:h0", "meta.k0:("];
 
 /// A new text asset: external id `e{ext}`, its words, and labels written with it.
 #[derive(Clone, Debug)]
@@ -362,6 +377,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (project(), filter()).prop_map(|(project, filter)| Op::Query { project, filter }),
         3 => (project(), 0u8..3, snapshot_filter(), selection())
             .prop_map(|(project, name, filter, selection)| Op::Snapshot { project, name, filter, selection }),
+        2 => (project(), 0u8..3, 0u8..5, prop::option::of(0u8..3))
+            .prop_map(|(project, user, role, scope)| Op::SetMember { project, user, role, scope }),
+        1 => (project(), 0u8..3).prop_map(|(project, user)| Op::RemoveMember { project, user }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -426,6 +444,12 @@ enum Fail {
     DuplicateExternalId(String),
     /// `HeldBySnapshots`.
     HeldBySnapshots,
+    /// `Query` (a scope that does not parse).
+    Query,
+    /// `UnknownMember` naming this user.
+    UnknownMember(String),
+    /// `LastAdmin` naming this user.
+    LastAdmin(String),
     /// `SnapshotExists` naming this snapshot.
     SnapshotExists(String),
     /// Anything the model never predicts.
@@ -449,6 +473,9 @@ fn fail(e: Error) -> Fail {
         },
         Error::DuplicateExternalId(x) => Fail::DuplicateExternalId(x),
         Error::HeldBySnapshots { .. } => Fail::HeldBySnapshots,
+        Error::Query { .. } => Fail::Query,
+        Error::UnknownMember { user, .. } => Fail::UnknownMember(user),
+        Error::LastAdmin { user, .. } => Fail::LastAdmin(user),
         Error::SnapshotExists { name, .. } => Fail::SnapshotExists(name),
         other => Fail::Unexpected(other.to_string()),
     }
@@ -489,6 +516,8 @@ struct Model {
     assets: BTreeMap<AssetId, (Asset, Vec<Label>)>,
     purged: Vec<AssetId>,
     snapshots: Vec<MSnapshot>,
+    /// Members by project name, then user.
+    members: BTreeMap<String, BTreeMap<String, Member>>,
 }
 
 fn project_name(n: u8) -> &'static str {
@@ -741,6 +770,33 @@ fn choose(selection: &Selection, history: &[Label]) -> Option<(u32, BTreeMap<Str
 }
 
 impl Model {
+    /// What `set_member` (`Some`) or `remove_member` (`None`) must do, done to the model.
+    fn change_member(&mut self, project: &str, user: &str, to: Option<Member>) -> Result<(), Fail> {
+        self.project(project)
+            .ok_or_else(|| Fail::UnknownProject(project.into()))?;
+        if to.as_ref().and_then(|m| m.scope.as_deref()) == Some(SCOPES[2]) {
+            return Err(Fail::Query);
+        }
+        let members = self.members.entry(project.to_string()).or_default();
+        if to.is_none() && !members.contains_key(user) {
+            return Err(Fail::UnknownMember(user.into()));
+        }
+        if members.get(user) == to.as_ref() {
+            return Ok(());
+        }
+        let admin = |m: Option<&Member>| m.is_some_and(|m| m.role == Role::Admin);
+        let other_admin = members.iter().any(|(u, m)| u != user && m.role == Role::Admin);
+        if admin(members.get(user)) && !admin(to.as_ref()) && !other_admin {
+            return Err(Fail::LastAdmin(user.into()));
+        }
+        match to {
+            Some(m) => members.insert(user.to_string(), m),
+            None => members.remove(user),
+        };
+        self.last_seq += 1;
+        Ok(())
+    }
+
     fn project(&self, name: &str) -> Option<ProjectId> {
         self.projects.iter().find(|p| p.0 == name).map(|p| p.1)
     }
@@ -1123,6 +1179,29 @@ fn apply(db: &Db, model: &mut Model, handles: &mut Vec<Snapshot>, op: &Op) -> Fa
                 )?,
             }
         }
+        Op::SetMember {
+            project,
+            user,
+            role,
+            scope,
+        } => {
+            let (name, user) = (project_name(*project), USERS[usize::from(*user)]);
+            let member = Member {
+                role: Role::ALL[usize::from(*role)],
+                scope: scope.map(|s| SCOPES[usize::from(s)].to_string()),
+            };
+            let actual = db
+                .set_member("admin", name, user, member.role, member.scope.as_deref())
+                .map_err(fail);
+            let expected = model.change_member(name, user, Some(member));
+            same("set_member", &actual, &expected)?;
+        }
+        Op::RemoveMember { project, user } => {
+            let (name, user) = (project_name(*project), USERS[usize::from(*user)]);
+            let actual = db.remove_member("admin", name, user).map_err(fail);
+            let expected = model.change_member(name, user, None);
+            same("remove_member", &actual, &expected)?;
+        }
         Op::Reopen => unreachable!("run() reopens"),
     }
     Ok(())
@@ -1355,6 +1434,16 @@ fn compare(db: &Db, model: &Model, handles: &[Snapshot]) -> Fallible {
     projects.sort();
     let got: Vec<(String, ProjectId)> = db.projects().iter().map(|p| (p.name.clone(), p.id)).collect();
     same("projects", &got, &projects)?;
+    for (name, _) in &model.projects {
+        let want: Vec<(String, Member)> = model
+            .members
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        same(&format!("members of {name}"), &ok("members", db.members(name))?, &want)?;
+    }
     for (name, pid) in &model.projects {
         let ids: Vec<AssetId> = model
             .assets
