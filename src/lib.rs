@@ -40,11 +40,7 @@ mod snapshot;
 mod store;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
-pub mod testing {
-    //! What the tests and the crash children need beyond the public API (the `testing`
-    //! feature; not part of the API).
-    pub use crate::rng::Rng;
-}
+pub mod testing;
 
 #[cfg(feature = "testing")]
 pub use engine::RecordRef;

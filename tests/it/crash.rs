@@ -1,64 +1,53 @@
-//! Crash safety: a child process writes at random and is killed with SIGKILL at a random
-//! moment; the parent reopens the database and checks that every acknowledged write is
-//! there whole and that nothing is half-applied (modelled on sled's and RocksDB's kill
-//! tests).
+//! Crash safety: a child process writes and is SIGKILLed while an operation is in flight;
+//! the parent reopens the database and checks that `verify` is clean, that every
+//! acknowledged write is there whole, that the operation in flight is there whole or not
+//! at all, and that the database takes a new write (modelled on sled's and RocksDB's
+//! kill tests).
 //!
-//! The parent re-executes this test binary to run one of the `child_*` tests, which do
-//! nothing unless the `LABELDB_CRASH_CHILD_*` variables are set. Before each operation the
-//! child appends a `start` line to an expected-state file; after the operation and
-//! `Db::flush` it appends an `ack` line; both are synced, so the file outlives the kill.
-//! Every operation but the child's last one is acknowledged; the last one may or may not
-//! have landed, and the parent accepts either outcome — but only whole.
+//! The child is the test-only binary `labeldb-crash-child` (src/bin/labeldb-crash-child.rs,
+//! built by `cargo test` through the `testing` feature), run with a scenario, the
+//! database, an expected-state file and a seed as arguments. Before each operation it
+//! appends a `start` line to the expected-state file and prints `started N`; after the
+//! operation and `Db::flush` an `ack` line and `acked N`; both lines are synced, so the
+//! file outlives the kill (`labeldb::testing::crash`). The scenarios:
 //!
-//! `LABELDB_CRASH_ROUNDS` (default 50) sets the number of kills, `LABELDB_CRASH_SEED` the
-//! seed (printed, so a failure can be replayed).
+//! - `random`: random adds, imports, labels, status and metadata changes, snapshots;
+//! - `import`: one import of 200,000 generated assets in batches, resumed by each child
+//!   where the last one was killed (re-importing the batch that was in flight);
+//! - `labels`: `add_label` one at a time mixed with status changes;
+//! - `snapshot`: `create_snapshot` over a project of [`BIG`] assets;
+//! - `checkpoint`: 20 writes then `Db::flush`, which writes the bitmap-index checkpoint of
+//!   that project; the child prints `flushing N` before it and is killed during it.
+//!
+//! To kill in flight, the parent times one (or more) whole operation of each child, then
+//! kills after a delay drawn within that duration from the next `started N` (`flushing N`):
+//! it counts the rounds whose state file ends in an unacknowledged `start`, prints the
+//! share per scenario and requires >= 90% for import, labels, snapshot and checkpoint.
+//!
+//! `LABELDB_CRASH_ROUNDS` (default 50) sets the number of kills, split evenly over the
+//! five scenarios; `LABELDB_CRASH_SEED` the seed (printed, so a failure can be replayed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use labeldb::testing::Rng;
-use labeldb::{
-    Answer, Db, Format, ImportOptions, Label, LabelId, LabelKind, MetaValue, NewAsset, NewLabel, Selection, Source,
-    Status,
+use labeldb::testing::crash::{
+    read_state, Ack, Line, Op, PlannedAsset, PlannedLabel, Res, SnapshotSeen, ACKED, BULK, CATEGORIES, FLUSHING,
+    PROJECT, READY, SCHEMA, STARTED,
 };
-use serde::{Deserialize, Serialize};
+use labeldb::testing::Rng;
+use labeldb::{Answer, AssetId, Db, Format, ImportOptions, Label, LabelId, LabelKind, MetaValue, Source, Status};
 
 use crate::{data_dir, schema, TestResult};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-const ENV_DB: &str = "LABELDB_CRASH_CHILD_DB";
-const ENV_STATE: &str = "LABELDB_CRASH_CHILD_STATE";
-const ENV_SEED: &str = "LABELDB_CRASH_CHILD_SEED";
-const ENV_INPUT: &str = "LABELDB_CRASH_CHILD_INPUT";
-
-/// What a child prints once its database is open (on the line of the harness's
-/// `test NAME ... `).
-const READY: &str = "labeldb-crash-child: ready";
-/// What the import child prints after each flushed batch, followed by the assets imported.
-const PROGRESS: &str = "labeldb-crash-child: imported ";
-
-const PROJECT: &str = "crash";
-const SCHEMA: &str = r#"{"jobs": [
-    {"name": "category", "kind": "classification", "classes": ["ham", "spam", "other"]},
-    {"name": "tags", "kind": "multi-classification", "classes": ["short", "long", "url", "money"]}
-]}"#;
-const CATEGORIES: [&str; 3] = ["ham", "spam", "other"];
-const TAGS: [&str; 4] = ["short", "long", "url", "money"];
-const ANNOTATORS: [&str; 3] = ["ann0", "ann1", "ann2"];
-const SNAPSHOT_QUERIES: [&str; 4] = [
-    "status:reviewed",
-    "status:to_review",
-    "meta.flag:true",
-    "label.category:spam AND status:labeled",
-];
+/// The child binary.
+pub const CHILD: &str = env!("CARGO_BIN_EXE_labeldb-crash-child");
 
 /// Queries whose results are compared with a brute-force evaluation over the model.
 const MODEL_QUERIES: [&str; 12] = [
@@ -86,9 +75,27 @@ const REPAIR_QUERIES: [&str; 6] = [
     "NOT status:todo AND NOT (sorry OR later)",
 ];
 
+/// Assets of the project the snapshot and checkpoint scenarios write to.
+const BIG: usize = 5_000;
+/// Lines of the import scenario's file.
+const BULK_LINES: u64 = 200_000;
+/// The import scenario's kills spread over this first percentage of the file (the
+/// parent imports the rest): `verify` after each kill takes most of the test's time, and
+/// grows with the database.
+const KILL_SPAN: u64 = 60;
+/// Its batch size.
+const BULK_BATCH: u64 = 2_000;
+/// The share of rounds of the import, label, snapshot and checkpoint scenarios that must
+/// kill an operation in flight.
+const MIN_IN_FLIGHT: f64 = 0.9;
+
+fn sms_path() -> std::path::PathBuf {
+    data_dir().join("sms_spam_collection/SMSSpamCollection")
+}
+
 /// The texts of the SMS Spam Collection, one per message.
 fn sms_texts() -> Res<Vec<String>> {
-    let source = std::fs::read_to_string(data_dir().join("sms_spam_collection/SMSSpamCollection"))?;
+    let source = std::fs::read_to_string(sms_path())?;
     source
         .lines()
         .enumerate()
@@ -99,318 +106,14 @@ fn sms_texts() -> Res<Vec<String>> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------------------
-// The expected-state file.
-
-/// An asset the child adds (by `add_assets` or by importing JSONL).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct PlannedAsset {
-    ext: String,
-    /// Index of its text in the SMS collection.
-    sms: usize,
-    /// The category of the annotation written with it, if any.
-    category: Option<String>,
-}
-
-/// A label the child writes: a human annotation, or a prediction by `clf@1`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct PlannedLabel {
-    /// The annotator; `None` for a prediction.
-    annotator: Option<String>,
-    category: String,
-    tags: Vec<String>,
-    score: f32,
-}
-
-impl PlannedLabel {
-    fn new_label(&self) -> NewLabel {
-        let answers = |l: NewLabel| {
-            l.answer("category", Answer::class(self.category.as_str()))
-                .answer("tags", Answer::Classes(self.tags.clone()))
-        };
-        match &self.annotator {
-            Some(user) => answers(NewLabel::annotation(user.as_str())),
-            None => answers(NewLabel::prediction("clf", "1")).score("category", self.category.as_str(), self.score),
-        }
+/// The label a planned label is stored as.
+fn expected(label: &PlannedLabel) -> ExpLabel {
+    let l = label.new_label();
+    ExpLabel {
+        kind: l.kind,
+        source: l.source,
+        answers: l.answers,
     }
-
-    fn expected(&self) -> ExpLabel {
-        let l = self.new_label();
-        ExpLabel {
-            kind: l.kind,
-            source: l.source,
-            answers: l.answers,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "op")]
-enum Op {
-    Add {
-        assets: Vec<PlannedAsset>,
-    },
-    Import {
-        assets: Vec<PlannedAsset>,
-        batch: usize,
-    },
-    Label {
-        asset: String,
-        label: PlannedLabel,
-    },
-    Status {
-        asset: String,
-        to: Status,
-    },
-    Meta {
-        asset: String,
-        key: String,
-        value: Option<MetaValue>,
-    },
-    Snapshot {
-        name: String,
-        query: String,
-        selection: String,
-    },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "ack")]
-enum Ack {
-    Added { count: usize },
-    Label { id: LabelId, status: Status },
-    Done,
-    Snapshot(SnapshotSeen),
-}
-
-/// A snapshot as the child saw it after creating it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct SnapshotSeen {
-    name: String,
-    digest: String,
-    assets: u64,
-    /// External id and label of the first few examples.
-    examples: Vec<(String, LabelId)>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "t")]
-enum Line {
-    Start { n: u64, op: Op },
-    Ack { n: u64, ack: Ack },
-    Imported { count: u64 },
-}
-
-/// The child's side of the expected-state file: every line is synced before the child
-/// goes on.
-struct StateLog(File);
-
-impl StateLog {
-    fn open(path: &Path) -> Res<StateLog> {
-        Ok(StateLog(OpenOptions::new().create(true).append(true).open(path)?))
-    }
-
-    fn record(&mut self, line: &Line) -> Res<()> {
-        let mut text = serde_json::to_string(line)?;
-        text.push('\n');
-        // One write call per line: a kill leaves at most a partial last line.
-        self.0.write_all(text.as_bytes())?;
-        self.0.sync_data()?;
-        Ok(())
-    }
-}
-
-/// The complete lines of the expected-state file (a partial last line was never written).
-fn read_state(path: &Path) -> Res<Vec<Line>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let mut lines: Vec<&str> = text.split('\n').collect();
-    lines.pop(); // what follows the last newline: empty, or a line cut by the kill
-    lines
-        .into_iter()
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("state line {l:?}: {e}").into()))
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------
-// Children.
-
-struct ChildEnv {
-    db: PathBuf,
-    state: PathBuf,
-    seed: u64,
-}
-
-/// The child's parameters, or `None` when this test runs as an ordinary (no-op) test.
-fn child_env() -> Res<Option<ChildEnv>> {
-    let Some(db) = std::env::var_os(ENV_DB) else {
-        return Ok(None);
-    };
-    let state = std::env::var_os(ENV_STATE).ok_or(format!("{ENV_DB} is set but not {ENV_STATE}"))?;
-    let seed = std::env::var(ENV_SEED)?.parse()?;
-    Ok(Some(ChildEnv {
-        db: db.into(),
-        state: state.into(),
-        seed,
-    }))
-}
-
-/// Runs random writes until killed (or for a minute, should the parent have died).
-#[test]
-fn child_writes_random_operations_until_killed() -> TestResult {
-    let Some(env) = child_env()? else {
-        return Ok(());
-    };
-    let texts = sms_texts()?;
-    let db = crate::reopen(&env.db)?;
-    let mut log = StateLog::open(&env.state)?;
-    println!("{READY}");
-    let mut rng = Rng::new(env.seed);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut n = 0;
-    while Instant::now() < deadline {
-        let op = plan(&db, &texts, &mut rng, env.seed, n)?;
-        log.record(&Line::Start { n, op: op.clone() })?;
-        let ack = perform(&db, &texts, &op)?;
-        db.flush()?;
-        log.record(&Line::Ack { n, ack })?;
-        n += 1;
-    }
-    Ok(())
-}
-
-/// Chooses the next operation from the database's current state.
-fn plan(db: &Db, texts: &[String], rng: &mut Rng, seed: u64, n: u64) -> Res<Op> {
-    let ids = db.asset_ids(PROJECT)?;
-    let new_assets = |rng: &mut Rng, prefix: &str, count: usize| -> Vec<PlannedAsset> {
-        (0..count)
-            .map(|i| PlannedAsset {
-                ext: format!("{prefix}{seed}-{n}-{i}"),
-                sms: rng.below(texts.len()),
-                category: (rng.below(2) == 0).then(|| rng.pick(&CATEGORIES).to_string()),
-            })
-            .collect()
-    };
-    let roll = if ids.is_empty() { 0 } else { rng.below(100) };
-    let asset = |rng: &mut Rng| db.asset(*rng.pick(&ids));
-    Ok(match roll {
-        0..=14 => {
-            let count = 1 + rng.below(4);
-            Op::Add {
-                assets: new_assets(rng, "a", count),
-            }
-        }
-        15..=24 => {
-            let count = 3 + rng.below(8);
-            Op::Import {
-                assets: new_assets(rng, "j", count),
-                batch: 2 + rng.below(3),
-            }
-        }
-        25..=59 => {
-            let asset = asset(rng)?.external_id;
-            let tags = TAGS
-                .iter()
-                .filter(|_| rng.below(3) == 0)
-                .map(|t| t.to_string())
-                .collect();
-            Op::Label {
-                asset,
-                label: PlannedLabel {
-                    annotator: (rng.below(10) < 7).then(|| rng.pick(&ANNOTATORS).to_string()),
-                    category: rng.pick(&CATEGORIES).to_string(),
-                    tags,
-                    score: *rng.pick(&[0.25, 0.5, 0.75, 0.875]),
-                },
-            }
-        }
-        60..=79 => {
-            let a = asset(rng)?;
-            let targets: Vec<Status> = Status::ALL.into_iter().filter(|s| a.status.can_become(*s)).collect();
-            Op::Status {
-                asset: a.external_id,
-                to: *rng.pick(&targets),
-            }
-        }
-        80..=94 => {
-            let asset = asset(rng)?.external_id;
-            let key = rng.pick(&["split", "flag", "n"]).to_string();
-            let value = match (rng.below(5), key.as_str()) {
-                (0, _) => None,
-                (_, "split") => Some(MetaValue::Str(rng.pick(&["train", "test"]).to_string())),
-                (_, "flag") => Some(MetaValue::Bool(rng.below(2) == 0)),
-                _ => Some(MetaValue::Num(rng.below(4) as f64 * 0.5)),
-            };
-            Op::Meta { asset, key, value }
-        }
-        _ => Op::Snapshot {
-            name: format!("s{seed}-{n}"),
-            query: rng.pick(&SNAPSHOT_QUERIES).to_string(),
-            selection: rng.pick(&["latest-human", "majority"]).to_string(),
-        },
-    })
-}
-
-fn new_asset(texts: &[String], a: &PlannedAsset) -> NewAsset {
-    let asset = NewAsset::text(a.ext.as_str(), texts[a.sms].as_str());
-    match &a.category {
-        Some(c) => asset.with_label(NewLabel::annotation("adder").answer("category", Answer::class(c.as_str()))),
-        None => asset,
-    }
-}
-
-/// The JSONL line of an imported asset (its label is by `importer`, with a `src` meta).
-fn jsonl_line(texts: &[String], a: &PlannedAsset) -> String {
-    let labels: Vec<serde_json::Value> = a
-        .category
-        .iter()
-        .map(|c| serde_json::json!({"author": "importer", "answers": {"category": c}}))
-        .collect();
-    serde_json::json!({"id": a.ext, "text": texts[a.sms], "meta": {"src": "jsonl"}, "labels": labels}).to_string()
-}
-
-fn perform(db: &Db, texts: &[String], op: &Op) -> Res<Ack> {
-    Ok(match op {
-        Op::Add { assets } => {
-            let report = db.add_assets("child", PROJECT, assets.iter().map(|a| new_asset(texts, a)).collect())?;
-            Ack::Added {
-                count: report.added.len(),
-            }
-        }
-        Op::Import { assets, batch } => {
-            let input: String = assets.iter().map(|a| jsonl_line(texts, a) + "\n").collect();
-            let mut options = ImportOptions::new(Format::Jsonl);
-            options.batch_size = *batch;
-            let report = db.import_reader("importer", PROJECT, input.as_bytes(), "batch.jsonl", &options, |_| {})?;
-            Ack::Added {
-                count: report.imported as usize,
-            }
-        }
-        Op::Label { asset, label } => {
-            let a = db.asset_by_external_id(PROJECT, asset)?;
-            let id = db.add_label(a.id, label.new_label())?;
-            Ack::Label {
-                id,
-                status: db.asset(a.id)?.status,
-            }
-        }
-        Op::Status { asset, to } => {
-            db.set_status("child", db.asset_by_external_id(PROJECT, asset)?.id, *to)?;
-            Ack::Done
-        }
-        Op::Meta { asset, key, value } => {
-            db.set_meta("child", db.asset_by_external_id(PROJECT, asset)?.id, key, value.clone())?;
-            Ack::Done
-        }
-        Op::Snapshot { name, query, selection } => {
-            let filter = labeldb::query::parse(query)?;
-            db.create_snapshot("child", PROJECT, name, &filter, &selection.parse::<Selection>()?)?;
-            Ack::Snapshot(snapshot_seen(db, name)?)
-        }
-    })
 }
 
 fn snapshot_seen(db: &Db, name: &str) -> Res<SnapshotSeen> {
@@ -430,37 +133,29 @@ fn snapshot_seen(db: &Db, name: &str) -> Res<SnapshotSeen> {
 // Spawning and killing children.
 
 /// A running child; killed and reaped when dropped, so a failing parent leaves no orphan.
-struct ChildProc {
+pub struct ChildProc {
     child: Child,
-    stdout: mpsc::Receiver<String>,
+    /// Its stdout lines with the time each was read.
+    stdout: mpsc::Receiver<(Instant, String)>,
     stderr: Option<JoinHandle<String>>,
 }
 
 impl ChildProc {
-    fn spawn(test: &str, seed: u64, env: &[(&str, OsString)]) -> Res<ChildProc> {
-        // `/proc/self/exe` is this very binary even if a concurrent `cargo build` has
-        // replaced the file at `current_exe()` meanwhile (which would run other tests).
-        let exe = match Path::new("/proc/self/exe") {
-            p if p.exists() => p.to_path_buf(),
-            _ => std::env::current_exe()?,
-        };
-        let mut cmd = Command::new(exe);
-        cmd.args(["--exact", &format!("crash::{test}"), "--nocapture", "--test-threads=1"])
-            .env(ENV_SEED, seed.to_string())
+    /// Runs the child binary with these arguments.
+    pub fn spawn<S: Into<OsString> + Clone>(args: &[S]) -> Res<ChildProc> {
+        let mut child = Command::new(CHILD)
+            .args(args.iter().cloned().map(Into::into))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn()?;
+            .stderr(Stdio::piped())
+            .spawn()?;
         let stdout = child.stdout.take().ok_or("no child stdout")?;
         let mut stderr = child.stderr.take().ok_or("no child stderr")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+                if tx.send((Instant::now(), line)).is_err() {
                     break;
                 }
             }
@@ -478,14 +173,14 @@ impl ChildProc {
     }
 
     /// Waits for a stdout line that `want` accepts; fails if the child exits first.
-    fn wait_for(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> Res<String> {
+    fn wait_for(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> Res<(Instant, String)> {
         let deadline = Instant::now() + timeout;
         loop {
             match self
                 .stdout
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
-                Ok(line) if want(&line) => return Ok(line),
+                Ok((at, line)) if want(&line) => return Ok((at, line)),
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => return Err("timed out waiting for the child".into()),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -495,8 +190,14 @@ impl ChildProc {
         }
     }
 
+    /// Waits for the line `prefix N`; returns N and when it was read.
+    fn wait_numbered(&mut self, prefix: &str) -> Res<(Instant, u64)> {
+        let (at, line) = self.wait_for(Duration::from_secs(120), |l| l.starts_with(prefix))?;
+        Ok((at, line[prefix.len()..].parse()?))
+    }
+
     /// SIGKILLs the child, which must still be running.
-    fn kill(mut self) -> Res<()> {
+    pub fn kill(mut self) -> Res<()> {
         if self.child.try_wait()?.is_some() {
             return Err(format!("the child exited before it was killed: {}", self.finish()?).into());
         }
@@ -524,11 +225,108 @@ impl Drop for ChildProc {
     }
 }
 
+/// Kills the child while an operation is in flight: times `calibrate` whole operations
+/// from their `phase N` line to their `acked N`, then kills after a delay drawn between
+/// 5% and 75% of the shortest of them from the next `phase` line. `skip(n)` says which
+/// operations may be timed and killed (`true`: wait for a later one).
+fn kill_in_flight(
+    mut child: ChildProc,
+    rng: &mut Rng,
+    phase: &str,
+    calibrate: usize,
+    mut skip: impl FnMut(u64) -> bool,
+) -> Res<Duration> {
+    child.wait_for(Duration::from_secs(120), |l| l == READY)?;
+    let mut shortest = Duration::MAX;
+    for _ in 0..calibrate {
+        let (t0, n) = child.wait_numbered(phase)?;
+        let (t1, m) = child.wait_numbered(ACKED)?;
+        assert_eq!(n, m, "the child acknowledged {m} after it started {n}");
+        shortest = shortest.min(t1 - t0);
+    }
+    let (at, _) = loop {
+        let (at, n) = child.wait_numbered(phase)?;
+        if !skip(n) {
+            break (at, n);
+        }
+    };
+    let delay = shortest.mul_f64(0.05 + 0.7 * rng.unit());
+    std::thread::sleep((at + delay).saturating_duration_since(Instant::now()));
+    child.kill()?;
+    Ok(shortest)
+}
+
 fn env_u64(name: &str, default: u64) -> Res<u64> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Ok(v.parse().map_err(|e| format!("{name}={v:?}: {e}"))?),
         _ => Ok(default),
     }
+}
+
+/// The rounds of each of the five scenarios and the seed.
+fn rounds_and_seed() -> Res<(u64, u64)> {
+    let rounds = env_u64("LABELDB_CRASH_ROUNDS", 50)?;
+    let seed = env_u64("LABELDB_CRASH_SEED", 0x1abe_1db0)?;
+    Ok((rounds.div_ceil(5).max(1), seed))
+}
+
+/// Prints and checks the share of rounds killed in flight.
+fn report_in_flight(scenario: &str, in_flight: u64, rounds: u64, required: bool) {
+    let share = in_flight as f64 / rounds as f64;
+    println!(
+        "crash {scenario}: {in_flight}/{rounds} rounds killed in flight ({:.0}%)",
+        share * 100.0
+    );
+    if required {
+        assert!(
+            share >= MIN_IN_FLIGHT,
+            "crash {scenario}: only {in_flight}/{rounds} rounds killed an operation in flight"
+        );
+    }
+}
+
+/// A new database with the project [`PROJECT`], and its state file's path.
+fn new_db(dir: &Path) -> Res<(std::path::PathBuf, std::path::PathBuf)> {
+    let path = dir.join("db");
+    let db = Db::open(&path)?;
+    db.create_project("admin", PROJECT, schema(SCHEMA))?;
+    db.flush()?;
+    Ok((path, dir.join("state.jsonl")))
+}
+
+/// Adds `count` assets (every other one labelled) through the parent's model.
+fn add_assets(db: &Db, model: &mut Model, texts: &[String], count: usize) -> Res<()> {
+    let mut i = 0;
+    while i < count {
+        let assets: Vec<PlannedAsset> = (i..count.min(i + 1000))
+            .map(|k| PlannedAsset {
+                ext: format!("p{k}"),
+                sms: k % texts.len(),
+                category: (k % 2 == 0).then(|| CATEGORIES[k % 3].to_string()),
+            })
+            .collect();
+        i += assets.len();
+        let report = db.add_assets("setup", PROJECT, assets.iter().map(|a| a.new_asset(texts)).collect())?;
+        model.apply(
+            &Op::Add { assets },
+            &Ack::Added {
+                count: report.added.len(),
+            },
+        );
+    }
+    db.flush()?;
+    Ok(())
+}
+
+/// After a kill: reopen, check that derived data was not ahead, `verify`, catch the model
+/// up with the state file.
+fn reopen_and_catch_up(path: &Path, state: &Path, model: &mut Model, round: u64) -> Res<Db> {
+    let db = crate::reopen(path)?;
+    check_index_info(&db);
+    model.catch_up(&db, state).map_err(|e| format!("round {round}: {e}"))?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "round {round}: {:?}", report.problems);
+    Ok(db)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -569,6 +367,24 @@ struct Model {
     acked_ops: u64,
     pending_landed: u64,
     pending_lost: u64,
+    /// Whether the last child was killed with an operation started and not acknowledged.
+    in_flight: bool,
+    /// Snapshots already checked with `verify_snapshot` (they never change).
+    verified: BTreeSet<String>,
+    /// The assets named by the operations of the last [`Model::catch_up`].
+    touched: BTreeSet<String>,
+}
+
+/// Adds the external ids an operation writes to.
+fn touched_by(op: &Op, out: &mut BTreeSet<String>) {
+    match op {
+        Op::Add { assets } | Op::Import { assets, .. } => out.extend(assets.iter().map(|a| a.ext.clone())),
+        Op::Label { asset, .. } | Op::Status { asset, .. } | Op::Meta { asset, .. } => {
+            out.insert(asset.clone());
+        }
+        Op::Writes { ops } => ops.iter().for_each(|w| touched_by(w, out)),
+        Op::Snapshot { .. } | Op::ImportBatch { .. } => {}
+    }
 }
 
 impl Model {
@@ -621,7 +437,7 @@ impl Model {
         if label.annotator.is_some() && matches!(a.status, Status::Todo | Status::Ongoing) {
             a.status = Status::Labeled;
         }
-        a.labels.push(label.expected());
+        a.labels.push(expected(label));
         a.status
     }
 
@@ -654,8 +470,39 @@ impl Model {
                 assert_eq!(&seen.name, name);
                 self.snapshots.insert(name.clone(), seen.clone());
             }
+            (Op::Writes { ops }, Ack::Writes { acks }) => {
+                assert_eq!(ops.len(), acks.len(), "one acknowledgement per write");
+                for (op, ack) in ops.iter().zip(acks) {
+                    self.apply(op, ack);
+                }
+            }
             (op, ack) => panic!("acknowledgement {ack:?} does not match {op:?}"),
         }
+    }
+
+    /// Writes a label from the parent (the database accepts writes after the kill).
+    fn parent_label(&mut self, db: &Db, ext: &str, round: u64) -> Res<()> {
+        let label = PlannedLabel {
+            annotator: Some("parent".into()),
+            category: CATEGORIES[round as usize % 3].to_string(),
+            tags: vec![],
+            score: 0.5,
+        };
+        let a = db.asset_by_external_id(PROJECT, ext)?;
+        let id = db.add_label(a.id, label.new_label())?;
+        db.flush()?;
+        let op = Op::Label {
+            asset: ext.to_string(),
+            label,
+        };
+        self.apply(
+            &op,
+            &Ack::Label {
+                id,
+                status: db.asset(a.id)?.status,
+            },
+        );
+        Ok(())
     }
 
     /// Decides from the database whether the unacknowledged last op landed — wholly or
@@ -725,6 +572,18 @@ impl Model {
                 }
                 landed
             }
+            Op::Writes { ops } => {
+                // Each write is atomic and the log is recovered as a prefix: some first
+                // writes landed whole, the others not at all.
+                let landed: Vec<bool> = ops.iter().map(|w| self.resolve(db, w)).collect::<Res<_>>()?;
+                let prefix = landed.iter().take_while(|l| **l).count();
+                assert!(
+                    landed[prefix..].iter().all(|l| !l),
+                    "the killed writes did not land as a prefix: {landed:?}"
+                );
+                prefix > 0
+            }
+            Op::ImportBatch { .. } => return Err("an import batch in the model's state".into()),
         })
     }
 
@@ -732,9 +591,11 @@ impl Model {
     fn catch_up(&mut self, db: &Db, state: &Path) -> Res<()> {
         let lines = read_state(state)?;
         let mut started: Option<(u64, Op)> = None;
+        self.touched.clear();
         for line in &lines[self.lines_seen..] {
             match line {
                 Line::Start { n, op } => {
+                    touched_by(op, &mut self.touched);
                     if let Some((m, _)) = &started {
                         return Err(format!("op {m} was never acknowledged, yet op {n} started").into());
                     }
@@ -747,10 +608,10 @@ impl Model {
                     }
                     other => return Err(format!("ack of op {n} after start {:?}", other.map(|o| o.0)).into()),
                 },
-                Line::Imported { .. } => return Err("an import line in the random-writes state".into()),
             }
         }
         self.lines_seen = lines.len();
+        self.in_flight = started.is_some();
         if let Some((_, op)) = started {
             if self.resolve(db, &op)? {
                 self.pending_landed += 1;
@@ -807,15 +668,39 @@ fn set_meta(meta: &mut BTreeMap<String, MetaValue>, key: &str, value: &Option<Me
 }
 
 /// Checks that the database holds exactly what the model says.
-fn check_against_model(db: &Db, model: &Model, texts: &[String]) -> Res<()> {
+///
+/// Every asset is read and compared when `only` is `None`; else the assets are counted and
+/// those in `only` compared (the snapshots and the queries are always checked).
+fn check_against_model(db: &Db, model: &mut Model, texts: &[String], only: Option<&BTreeSet<String>>) -> Res<()> {
     let mut seen = BTreeSet::new();
-    for id in db.asset_ids(PROJECT)? {
+    let ids = db.asset_ids(PROJECT)?;
+    if let Some(only) = only {
+        assert_eq!(ids.len(), model.assets.len(), "assets in the database and in the model");
+        seen = model.assets.keys().cloned().collect();
+        let found: Vec<String> = only
+            .iter()
+            .filter(|e| db.asset_by_external_id(PROJECT, e).is_err())
+            .cloned()
+            .collect();
+        assert!(
+            found.iter().all(|e| !model.assets.contains_key(e)),
+            "acknowledged assets lost: {found:?}"
+        );
+    }
+    let deep: Vec<AssetId> = match only {
+        None => ids,
+        Some(only) => only
+            .iter()
+            .filter_map(|e| db.asset_by_external_id(PROJECT, e).ok().map(|a| a.id))
+            .collect(),
+    };
+    for id in deep {
         let asset = db.asset(id)?;
         let ext = asset.external_id.clone();
         let Some(exp) = model.assets.get(&ext) else {
             return Err(format!("asset {ext} is in the database but was never written").into());
         };
-        assert!(seen.insert(ext.clone()), "{ext} twice");
+        assert!(only.is_some() || seen.insert(ext.clone()), "{ext} twice");
         assert_eq!(asset.content.text(), Some(texts[exp.sms].as_str()), "content of {ext}");
         assert_eq!(asset.status, exp.status, "status of {ext}");
         assert_eq!(asset.meta, exp.meta, "metadata of {ext}");
@@ -841,10 +726,14 @@ fn check_against_model(db: &Db, model: &Model, texts: &[String]) -> Res<()> {
         "snapshots"
     );
     for (name, seen) in &model.snapshots {
+        if model.verified.contains(name) {
+            continue;
+        }
         assert_eq!(&snapshot_seen(db, name)?, seen, "snapshot {name}");
         let problems = db.verify_snapshot(PROJECT, name)?;
         assert!(problems.is_empty(), "snapshot {name}: {problems:?}");
     }
+    model.verified.extend(model.snapshots.keys().cloned());
 
     for q in MODEL_QUERIES {
         let got: BTreeSet<String> = db
@@ -893,60 +782,58 @@ fn check_index_info(db: &Db) {
 
 #[test]
 fn killed_writers_lose_no_acknowledged_write_and_leave_nothing_half_applied() -> TestResult {
-    let rounds = env_u64("LABELDB_CRASH_ROUNDS", 50)?;
-    let seed = env_u64("LABELDB_CRASH_SEED", 0x1abe_1db0)?;
-    println!("crash: {rounds} rounds, LABELDB_CRASH_SEED={seed}");
+    let (rounds, seed) = rounds_and_seed()?;
+    println!("crash random: {rounds} rounds, LABELDB_CRASH_SEED={seed}");
     let texts = sms_texts()?;
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("db");
-    let state = dir.path().join("state.jsonl");
-    {
-        let db = Db::open(&path)?;
-        db.create_project("admin", PROJECT, schema(SCHEMA))?;
-        db.flush()?;
-    }
+    let (path, state) = new_db(dir.path())?;
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let mut model = Model::default();
     let mut last_seq = 0;
     let mut rebuilt = 0;
+    let mut in_flight = 0;
     for round in 0..rounds {
         let child_seed = seed.wrapping_mul(1000).wrapping_add(round);
-        let mut child = ChildProc::spawn(
-            "child_writes_random_operations_until_killed",
-            child_seed,
-            &[(ENV_DB, path.clone().into()), (ENV_STATE, state.clone().into())],
-        )?;
-        // Mostly kill while it writes; one round in eight, anywhere from its start (which
-        // may be during exec, open and recovery).
-        let sleep = if round % 8 == 5 {
-            rng.below(300)
+        let child = ChildProc::spawn(&[
+            "random".into(),
+            path.clone().into_os_string(),
+            state.clone().into_os_string(),
+            child_seed.to_string().into(),
+            sms_path().into_os_string(),
+        ])?;
+        // Mostly kill while an operation runs; one round in eight, anywhere from its start
+        // (which may be during exec, open and recovery).
+        if round % 8 == 5 {
+            std::thread::sleep(Duration::from_millis(rng.below(300) as u64));
+            child.kill()?;
         } else {
-            child.wait_for(Duration::from_secs(120), |l| l.contains(READY))?;
-            50 + rng.below(351)
-        };
-        std::thread::sleep(Duration::from_millis(sleep as u64));
-        child.kill()?;
-
-        let db = crate::reopen(&path)?;
-        check_index_info(&db);
+            kill_in_flight(child, &mut rng, STARTED, 1, |_| false)?;
+        }
+        let db = reopen_and_catch_up(&path, &state, &mut model, round)?;
+        in_flight += u64::from(model.in_flight);
         rebuilt += u64::from(db.index_info().rebuilt.is_some() || db.index_info().text_rebuilt.is_some());
         assert!(
             db.last_seq() >= last_seq,
             "round {round}: the log went back from {last_seq} to {}",
             db.last_seq()
         );
-        last_seq = db.last_seq();
-        model.catch_up(&db, &state).map_err(|e| format!("round {round}: {e}"))?;
-        let report = db.verify()?;
-        assert!(report.is_clean(), "round {round}: {:?}", report.problems);
-        check_against_model(&db, &model, &texts).map_err(|e| format!("round {round}: {e}"))?;
+        check_against_model(&db, &mut model, &texts, None).map_err(|e| format!("round {round}: {e}"))?;
         if round % 10 == 9 || round + 1 == rounds {
             check_queries_equal_a_rebuild(&db)?;
         }
+        if let Some(ext) = model
+            .assets
+            .keys()
+            .nth(round as usize % model.assets.len().max(1))
+            .cloned()
+        {
+            model.parent_label(&db, &ext, round)?;
+        }
+        last_seq = db.last_seq();
     }
     println!(
-        "crash: {rounds} rounds in {:.1} s: {} acknowledged ops, killed op landed {} times and was lost {} times, \
+        "crash random: {rounds} rounds in {:.1} s: {} acknowledged ops, killed op landed {} times and was lost {} times, \
          {} assets, {} snapshots, {rebuilt} opens rebuilt an index",
         started.elapsed().as_secs_f64(),
         model.acked_ops,
@@ -955,6 +842,7 @@ fn killed_writers_lose_no_acknowledged_write_and_leave_nothing_half_applied() ->
         model.assets.len(),
         model.snapshots.len(),
     );
+    report_in_flight("random", in_flight, rounds, false);
     assert!(
         model.acked_ops >= rounds / 4,
         "too few acknowledged operations to mean anything"
@@ -962,204 +850,268 @@ fn killed_writers_lose_no_acknowledged_write_and_leave_nothing_half_applied() ->
     Ok(())
 }
 
-const BULK: &str = "bulk";
-const BULK_LINES: usize = 5_000;
-const BULK_BATCH: usize = 50;
-
-/// Imports the file named by `LABELDB_CRASH_CHILD_INPUT`, flushing and recording each
-/// batch, until killed.
 #[test]
-fn child_imports_a_large_file_until_killed() -> TestResult {
-    let Some(env) = child_env()? else {
-        return Ok(());
-    };
-    let input = PathBuf::from(std::env::var_os(ENV_INPUT).ok_or(format!("{ENV_INPUT} is not set"))?);
-    let db = crate::reopen(&env.db)?;
-    let mut log = StateLog::open(&env.state)?;
-    println!("{READY}");
-    let mut options = ImportOptions::new(Format::Jsonl);
-    options.batch_size = BULK_BATCH;
-    let mut failed = None;
-    db.import_file("importer", BULK, &input, &options, |r| {
-        let mut ack = || -> Res<()> {
-            db.flush()?;
-            log.record(&Line::Imported { count: r.imported })
-        };
-        match ack() {
-            Ok(()) => println!("{PROGRESS}{}", r.imported),
-            Err(e) => failed = Some(e.to_string()),
-        }
-    })?;
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+fn single_label_writes_killed_in_flight_are_whole_or_absent() -> TestResult {
+    let (rounds, seed) = rounds_and_seed()?;
+    let texts = sms_texts()?;
+    let dir = tempfile::tempdir()?;
+    let (path, state) = new_db(dir.path())?;
+    let mut model = Model::default();
+    add_assets(&crate::reopen(&path)?, &mut model, &texts, 300)?;
+    let started = Instant::now();
+    let mut rng = Rng::new(seed ^ 0x1abe1);
+    let mut in_flight = 0;
+    let mut shortest = Duration::MAX;
+    for round in 0..rounds {
+        let child = ChildProc::spawn(&[
+            "labels".into(),
+            path.clone().into_os_string(),
+            state.clone().into_os_string(),
+            (seed ^ 0x1abe1).wrapping_add(round).to_string().into(),
+        ])?;
+        shortest = shortest.min(kill_in_flight(child, &mut rng, STARTED, 3, |_| false)?);
+        let db = reopen_and_catch_up(&path, &state, &mut model, round)?;
+        in_flight += u64::from(model.in_flight);
+        check_against_model(&db, &mut model, &texts, None).map_err(|e| format!("round {round}: {e}"))?;
+        model.parent_label(&db, &format!("p{round}"), round)?;
     }
-}
-
-/// The bulk file's records: external id, text, and the labels each line carries.
-fn bulk_records(texts: &[String]) -> Vec<(String, String, Vec<ExpLabel>)> {
-    (0..BULK_LINES)
-        .map(|i| {
-            let category = if i % 9 == 0 { "spam" } else { "ham" };
-            let mut labels = vec![ExpLabel {
-                kind: LabelKind::Annotation,
-                source: Source::human("gold"),
-                answers: BTreeMap::from([("category".to_string(), Answer::class(category))]),
-            }];
-            if i % 7 == 0 {
-                labels.push(ExpLabel {
-                    kind: LabelKind::Prediction,
-                    source: Source::Model {
-                        name: "clf".into(),
-                        version: "2".into(),
-                    },
-                    answers: BTreeMap::from([("category".to_string(), Answer::class("spam"))]),
-                });
-            }
-            (format!("bulk-{i}"), texts[i % texts.len()].clone(), labels)
-        })
-        .collect()
-}
-
-fn write_bulk_file(path: &Path, records: &[(String, String, Vec<ExpLabel>)]) -> Res<()> {
-    let mut out = std::io::BufWriter::new(File::create(path)?);
-    for (i, (ext, text, labels)) in records.iter().enumerate() {
-        let labels: Vec<serde_json::Value> = labels
-            .iter()
-            .map(|l| {
-                let class = match &l.answers["category"] {
-                    Answer::Classes(c) => c[0].clone(),
-                    other => panic!("unexpected answer {other:?}"),
-                };
-                match &l.source {
-                    Source::Human { user } => serde_json::json!({"author": user, "answers": {"category": class}}),
-                    _ => serde_json::json!({"model": "clf@2", "answers": {"category": class},
-                                            "scores": {"category": {"spam": 0.5}}}),
-                }
-            })
-            .collect();
-        let line = serde_json::json!({"id": ext, "text": text, "meta": {"line": i}, "labels": labels});
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
+    println!(
+        "crash labels: {rounds} rounds in {:.1} s, {} acknowledged ops, the killed one landed {} times and was lost {} \
+         times; shortest op {:.1} ms",
+        started.elapsed().as_secs_f64(),
+        model.acked_ops,
+        model.pending_landed,
+        model.pending_lost,
+        shortest.as_secs_f64() * 1e3
+    );
+    report_in_flight("labels", in_flight, rounds, true);
     Ok(())
 }
 
 #[test]
-fn an_import_killed_midway_and_run_again_completes_with_exact_counts() -> TestResult {
-    let seed = env_u64("LABELDB_CRASH_SEED", 0x1abe_1db0)?;
+fn snapshot_creation_and_index_checkpoints_killed_in_flight_leave_the_database_whole() -> TestResult {
+    let (rounds, seed) = rounds_and_seed()?;
+    let texts = sms_texts()?;
+    let dir = tempfile::tempdir()?;
+    let (path, state) = new_db(dir.path())?;
+    let mut model = Model::default();
+    let setup = Instant::now();
+    add_assets(&crate::reopen(&path)?, &mut model, &texts, BIG)?;
+    println!("crash: {BIG} assets added in {:.1} s", setup.elapsed().as_secs_f64());
+    let mut rng = Rng::new(seed ^ 0x5a95);
+    for (scenario, phase) in [("snapshot", STARTED), ("checkpoint", FLUSHING)] {
+        let started = Instant::now();
+        let mut in_flight = 0;
+        let mut shortest = Duration::MAX;
+        for round in 0..rounds {
+            let child = ChildProc::spawn(&[
+                scenario.into(),
+                path.clone().into_os_string(),
+                state.clone().into_os_string(),
+                (seed ^ 0x5a95).wrapping_add(round).to_string().into(),
+            ])?;
+            shortest = shortest.min(kill_in_flight(child, &mut rng, phase, 1, |_| false)?);
+            let db = reopen_and_catch_up(&path, &state, &mut model, round)?;
+            in_flight += u64::from(model.in_flight);
+            let touched = std::mem::take(&mut model.touched);
+            check_against_model(&db, &mut model, &texts, Some(&touched))
+                .map_err(|e| format!("{scenario} round {round}: {e}"))?;
+            model.parent_label(&db, &format!("p{round}"), round)?;
+        }
+        println!(
+            "crash {scenario}: {rounds} rounds in {:.1} s; shortest op ({phase}to {ACKED}) {:.0} ms",
+            started.elapsed().as_secs_f64(),
+            shortest.as_secs_f64() * 1e3
+        );
+        report_in_flight(scenario, in_flight, rounds, true);
+    }
+    let db = crate::reopen(&path)?;
+    check_against_model(&db, &mut model, &texts, None)?;
+    check_queries_equal_a_rebuild(&db)?;
+    println!(
+        "crash snapshot+checkpoint: {} acknowledged ops, the killed one landed {} times and was lost {} times, {} snapshots",
+        model.acked_ops,
+        model.pending_landed,
+        model.pending_lost,
+        model.snapshots.len()
+    );
+    Ok(())
+}
+
+/// Checks the assets `imp-{i}` for `i` in `range`: all there with their text and labels
+/// (`present`), or none.
+fn check_bulk_range(db: &Db, texts: &[String], range: std::ops::Range<u64>, present: bool) -> Res<()> {
+    for i in range {
+        let ext = format!("imp-{i}");
+        match db.asset_by_external_id(BULK, &ext) {
+            Ok(a) if present => {
+                assert_eq!(
+                    a.content.text(),
+                    Some(texts[i as usize % texts.len()].as_str()),
+                    "{ext}"
+                );
+                assert_eq!(a.meta.get("line"), Some(&MetaValue::Num(i as f64)), "{ext}");
+                let history = db.history(a.id)?;
+                assert_eq!(history.len(), 1 + usize::from(i % 7 == 0), "labels of {ext}");
+                let category = if i % 9 == 0 { "spam" } else { "ham" };
+                assert_eq!(history[0].answers["category"], Answer::class(category), "{ext}");
+                assert_eq!(history[0].source, Source::human("gold"), "{ext}");
+            }
+            Ok(_) => return Err(format!("{ext} is there, half of its batch is not").into()),
+            Err(_) if present => return Err(format!("{ext} is missing").into()),
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_import_of_200k_assets_killed_in_flight_every_round_resumes_and_completes_with_exact_counts() -> TestResult {
+    let (rounds, seed) = rounds_and_seed()?;
     let mut rng = Rng::new(seed ^ 0x5eed);
     let texts = sms_texts()?;
-    let records = bulk_records(&texts);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("db");
     let state = dir.path().join("state.jsonl");
     let input = dir.path().join("bulk.jsonl");
-    write_bulk_file(&input, &records)?;
     {
+        let mut out = std::io::BufWriter::new(File::create(&input)?);
+        for i in 0..BULK_LINES {
+            writeln!(out, "{}", labeldb::testing::crash::bulk_line(i, &texts))?;
+        }
+        out.flush()?;
         let db = Db::open(&path)?;
         db.create_project("admin", BULK, schema(SCHEMA))?;
         db.flush()?;
     }
     let started = Instant::now();
-    let mut child = ChildProc::spawn(
-        "child_imports_a_large_file_until_killed",
-        seed,
-        &[
-            (ENV_DB, path.clone().into()),
-            (ENV_STATE, state.clone().into()),
-            (ENV_INPUT, input.clone().into()),
-        ],
-    )?;
-    child.wait_for(Duration::from_secs(120), |l| l.contains(READY))?;
-    let threshold = (1_000 + rng.below(2_500)) as u64;
-    child.wait_for(Duration::from_secs(300), |l| {
-        l.split_once(PROGRESS)
-            .and_then(|(_, n)| n.parse::<u64>().ok())
-            .is_some_and(|n| n >= threshold)
-    })?;
-    std::thread::sleep(Duration::from_millis(rng.below(40) as u64));
-    child.kill()?;
-    let killed_after = started.elapsed();
+    // Where the import stands: lines acknowledged, lines in the database.
+    let mut acked_end = 0;
+    let mut landed = 0;
+    let mut lines_seen = 0;
+    let mut in_flight = 0;
+    let mut shortest = Duration::MAX;
+    let (mut reopening, mut verifying, mut checking) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for round in 0..rounds {
+        // Each child resumes at the last acknowledged batch (re-importing the one in
+        // flight, as duplicates if it landed) and is killed in a batch past `target`, so
+        // that the kills spread over the whole import.
+        let skip = acked_end;
+        let target = BULK_LINES * KILL_SPAN * (round + 1) / (rounds + 1) / 100;
+        let child = ChildProc::spawn(&[
+            "import".into(),
+            path.clone().into_os_string(),
+            state.clone().into_os_string(),
+            seed.to_string().into(),
+            input.clone().into_os_string(),
+            skip.to_string().into(),
+            BULK_BATCH.to_string().into(),
+            BULK_LINES.to_string().into(),
+        ])?;
+        shortest = shortest.min(kill_in_flight(child, &mut rng, STARTED, 1, |n| {
+            skip + n * BULK_BATCH < target
+        })?);
 
-    let acked = read_state(&state)?
-        .iter()
-        .filter_map(|l| match l {
-            Line::Imported { count } => Some(*count),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let db = crate::reopen(&path)?;
-    check_index_info(&db);
-    let report = db.verify()?;
-    assert!(report.is_clean(), "after the kill: {:?}", report.problems);
-    let present: BTreeSet<String> = db
-        .asset_ids(BULK)?
-        .into_iter()
-        .map(|id| db.asset(id).map(|a| a.external_id))
-        .collect::<Result<_, _>>()?;
-    let landed = present.len();
-    assert!(
-        landed as u64 >= acked,
-        "{acked} assets were acknowledged, only {landed} survived"
-    );
-    assert!(landed < BULK_LINES, "the child finished before it was killed");
-    assert_eq!(landed % BULK_BATCH, 0, "half a batch survived the kill");
-    let prefix: BTreeSet<String> = records[..landed].iter().map(|r| r.0.clone()).collect();
-    assert_eq!(present, prefix, "the surviving assets are not the first {landed} lines");
-
-    let mut options = ImportOptions::new(Format::Jsonl);
-    options.batch_size = BULK_BATCH;
-    let rerun = db.import_file("importer", BULK, &input, &options, |_| {})?;
-    assert_eq!(rerun.records, BULK_LINES as u64);
-    assert_eq!(rerun.imported + rerun.duplicates, BULK_LINES as u64, "{rerun:?}");
-    assert_eq!(rerun.duplicates, landed as u64, "{rerun:?}");
-    assert_eq!(rerun.invalid, 0);
-    let rest_labels: usize = records[landed..].iter().map(|r| r.2.len()).sum();
-    assert_eq!(rerun.labels, rest_labels as u64);
-
-    let check = |db: &Db| -> Res<()> {
-        let ids = db.asset_ids(BULK)?;
-        assert_eq!(ids.len(), BULK_LINES);
-        assert_eq!(db.query(BULK, "*")?.len(), BULK_LINES as u64);
-        let mut seen = BTreeSet::new();
-        let expected: BTreeMap<&str, (&String, &Vec<ExpLabel>)> =
-            records.iter().map(|(e, t, l)| (e.as_str(), (t, l))).collect();
-        for id in ids {
-            let asset = db.asset(id)?;
-            let Some((text, labels)) = expected.get(asset.external_id.as_str()) else {
-                return Err(format!("unexpected asset {}", asset.external_id).into());
-            };
-            assert!(
-                seen.insert(asset.external_id.clone()),
-                "{} imported twice",
-                asset.external_id
-            );
-            assert_eq!(asset.content.text(), Some(text.as_str()));
-            let history: Vec<ExpLabel> = db.history(id)?.iter().map(ExpLabel::of).collect();
-            assert_eq!(&history, *labels, "labels of {}", asset.external_id);
+        let lines = read_state(&state)?;
+        let mut pending: Option<(u64, u64)> = None;
+        for line in &lines[lines_seen..] {
+            match line {
+                Line::Start {
+                    op: Op::ImportBatch { from, count },
+                    ..
+                } => {
+                    assert!(
+                        pending.is_none(),
+                        "round {round}: a batch started before the last was acknowledged"
+                    );
+                    assert_eq!(*from, acked_end, "round {round}: batches out of order");
+                    pending = Some((*from, *count));
+                }
+                Line::Ack {
+                    ack: Ack::Added { count },
+                    ..
+                } => {
+                    let (from, lines) = pending.take().ok_or("an ack without a start")?;
+                    assert!(
+                        *count as u64 == lines || from < landed,
+                        "round {round}: batch {from}: {count} of {lines} imported"
+                    );
+                    acked_end = from + lines;
+                }
+                other => return Err(format!("round {round}: unexpected state line {other:?}").into()),
+            }
         }
-        let spam = records
-            .iter()
-            .filter(|r| r.2[0].answers["category"] == Answer::class("spam"))
-            .count();
-        assert_eq!(db.query(BULK, "label.category:spam")?.len(), spam as u64);
-        assert_eq!(
-            db.query(BULK, "model:clf@2")?.len(),
-            records.iter().filter(|r| r.2.len() == 2).count() as u64
-        );
+        lines_seen = lines.len();
+        in_flight += u64::from(pending.is_some());
+
+        let kill_at = Instant::now();
+        let db = crate::reopen(&path)?;
+        check_index_info(&db);
+        reopening += kill_at.elapsed();
+        let verify_at = Instant::now();
         let report = db.verify()?;
-        assert!(report.is_clean(), "{:?}", report.problems);
-        Ok(())
-    };
-    check(&db)?;
+        assert!(report.is_clean(), "round {round}: {:?}", report.problems);
+        verifying += verify_at.elapsed();
+        let count = db.asset_ids(BULK)?.len() as u64;
+        let (from, lines) = pending.unwrap_or((acked_end, 0));
+        assert!(
+            count == from.max(landed) || count == from + lines,
+            "round {round}: {count} assets; {acked_end} acknowledged, batch {from}+{lines} in flight"
+        );
+        landed = count;
+        // The last acknowledged batch is all there, the one in flight all there or all
+        // absent, and nothing past it.
+        check_bulk_range(&db, &texts, from.saturating_sub(BULK_BATCH)..from, true)?;
+        check_bulk_range(&db, &texts, from..from + lines, count == from + lines && lines > 0)?;
+        check_bulk_range(&db, &texts, landed..landed + 10, false)?;
+        assert_eq!(db.query(BULK, "*")?.len(), landed, "round {round}: query *");
+        assert_eq!(
+            db.query(BULK, "label.category:spam")?.len(),
+            landed.div_ceil(9),
+            "round {round}: spam"
+        );
+        // A new write.
+        let first = db.asset_by_external_id(BULK, "imp-0")?.id;
+        db.set_meta("parent", first, "round", Some(MetaValue::Num(round as f64)))?;
+        db.flush()?;
+        checking += kill_at.elapsed();
+    }
+    let killed = started.elapsed();
+    report_in_flight("import", in_flight, rounds, true);
+
+    // The parent completes the import from the last acknowledged batch, as a child would:
+    // the batch in flight at the last kill, if it landed, is skipped as duplicates.
+    let db = crate::reopen(&path)?;
+    let mut options = ImportOptions::new(Format::Jsonl);
+    options.batch_size = BULK_BATCH as usize;
+    let rest = BufReader::new(File::open(&input)?).lines().skip(acked_end as usize);
+    let rest: String = rest.map(|l| l.map(|l| l + "\n")).collect::<Result<_, _>>()?;
+    let rerun = db.import_reader("importer", BULK, rest.as_bytes(), "bulk.jsonl", &options, |_| {})?;
+    assert_eq!(rerun.records, BULK_LINES - acked_end, "{rerun:?}");
+    assert_eq!(rerun.duplicates, landed - acked_end, "{rerun:?}");
+    assert_eq!(rerun.imported, BULK_LINES - landed, "{rerun:?}");
+    assert_eq!(rerun.invalid, 0);
+    assert_eq!(
+        rerun.labels,
+        (landed..BULK_LINES).map(|i| 1 + u64::from(i % 7 == 0)).sum::<u64>()
+    );
     drop(db);
-    check(&crate::reopen(&path)?)?;
+    let db = crate::reopen(&path)?;
+    assert_eq!(db.asset_ids(BULK)?.len() as u64, BULK_LINES);
+    assert_eq!(db.query(BULK, "*")?.len(), BULK_LINES);
+    assert_eq!(db.query(BULK, "label.category:spam")?.len(), BULK_LINES.div_ceil(9));
+    assert_eq!(db.query(BULK, "model:clf@2")?.len(), BULK_LINES.div_ceil(7));
+    check_bulk_range(&db, &texts, BULK_LINES - 100..BULK_LINES, true)?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
     println!(
-        "crash: import killed after {:.1} s with {acked} assets acknowledged and {landed} landed; \
-         the re-run imported {} and skipped {} duplicates; total {:.1} s",
-        killed_after.as_secs_f64(),
+        "crash import: {rounds} kills in {:.1} s over an import of {BULK_LINES} assets (batches of {BULK_BATCH}, \
+         shortest {:.0} ms; reopening {:.1} s, verify {:.1} s, all checks {:.1} s), {landed} landed; the parent imported {} and skipped {} duplicates; total {:.1} s",
+        killed.as_secs_f64(),
+        shortest.as_secs_f64() * 1e3,
+        reopening.as_secs_f64(),
+        verifying.as_secs_f64(),
+        checking.as_secs_f64(),
         rerun.imported,
         rerun.duplicates,
         started.elapsed().as_secs_f64()

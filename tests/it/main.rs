@@ -130,13 +130,12 @@ pub fn observe(db: &Db) -> Observed {
     }
 }
 
-/// Runs the test `test` (a `module::name` in this binary) in a child process with `env`
-/// set, waits until it creates `marker`, lets it run on for `delay`, then SIGKILLs it and
-/// checks that it was killed rather than finished.
-pub fn kill_child_test(test: &str, env: (&str, &Path), marker: &Path, delay: Duration) -> TestResult {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(env.0, env.1)
+/// Runs the crash child (`labeldb-crash-child`, src/bin/) with `args`, waits until it
+/// creates `marker`, lets it run on for `delay`, then SIGKILLs it and checks that it was
+/// killed rather than finished.
+pub fn kill_child(args: &[&std::ffi::OsStr], marker: &Path, delay: Duration) -> TestResult {
+    let mut child = Command::new(crash::CHILD)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use labeldb::query::{parse, to_query_string, CmpOp, NumField, TextQuery};
 use labeldb::{
@@ -32,7 +32,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
-use crate::{data_dir, kill_child_test, schema, TestResult};
+use crate::{data_dir, kill_child, schema, TestResult};
 
 /// The project of the tests with one database each.
 const P: &str = "p";
@@ -1409,79 +1409,22 @@ fn a_rebuilt_index_is_checkpointed_at_close_so_the_next_open_loads_it() -> TestR
     Ok(())
 }
 
-/// Tells [`killed_writer_child`] the database to write to.
-const CHILD_ENV: &str = "LABELDB_QUERY_TEST_KILLED_WRITER_DB";
-
 /// The file where the child records the last seq it flushed.
 fn flushed_marker(db_path: &Path) -> PathBuf {
     db_path.with_extension("flushed")
 }
 
-/// One write of the child: labels mostly, some state changes; refusals are fine.
-fn child_write(db: &Db, ids: &[AssetId], i: u64) -> labeldb::Result<()> {
-    let id = ids[(i as usize * 7) % ids.len()];
-    let text = db.asset(id)?.content.text().unwrap_or_default().to_string();
-    let g = LabelGen {
-        who: (i % 12) as u8,
-        class: Some((i % 3) as u8),
-        spans: Some(vec![((i % 5) as u8, (i % 3) as u8, (i % 3) as u8)]),
-        scores: vec![
-            (0, (i % 3) as u8, (i % 101) as f32 / 100.0),
-            (1, 0, ((i * 37) % 101) as f32 / 100.0),
-        ],
-        empty_scores: false,
-        seconds: (i % 6) as u8,
-    };
-    let result = match i % 8 {
-        0..=3 => db.add_label(id, new_label(&g, &text)).map(|_| ()),
-        4 => db.set_priority("admin", id, (i % 17) as f64 - 3.0),
-        5 => db.set_meta("admin", id, "lang", Some(meta_value((i % 3) as u8))),
-        6 => db.set_status("rita", id, Status::ALL[(i % 5) as usize]),
-        _ if i % 24 == 7 => db.delete_asset("admin", id),
-        _ => db.restore_asset("admin", id),
-    };
-    match result {
-        Ok(()) | Err(Error::IllegalTransition { .. }) | Err(Error::AssetDeleted(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// The child half of [`a_writer_killed_mid_stream_leaves_indexes_equal_to_a_rebuild`]:
-/// run by that test in its own process, which it kills. Without its environment
-/// variable it does nothing.
-#[test]
-fn killed_writer_child() -> TestResult {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
-        return Ok(());
-    };
-    let path = PathBuf::from(path);
-    let db = crate::reopen(&path)?;
-    let ids = db.asset_ids(P)?;
-    let marker = flushed_marker(&path);
-    let tmp = marker.with_extension("tmp");
-    let started = Instant::now();
-    let mut i = 0u64;
-    // Bounded, so that a parent that died cannot leave it running.
-    while started.elapsed() < Duration::from_secs(60) {
-        child_write(&db, &ids, i)?;
-        i += 1;
-        // A flush after the first write (the parent starts its clock then), then rarely.
-        if i == 1 || i.is_multiple_of(100) {
-            db.flush()?;
-            std::fs::write(&tmp, db.last_seq().to_string())?;
-            std::fs::rename(&tmp, &marker)?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs [`killed_writer_child`] on the database at `path` and SIGKILLs it `delay` after
-/// its first flush. Returns the last seq it reported flushed.
+/// Runs the crash child's `query-writer` scenario (label and state writes on project
+/// `p`, src/bin/labeldb-crash-child.rs) on the database at `path` and SIGKILLs it `delay`
+/// after its first flush. Returns the last seq it reported flushed.
 fn write_and_get_killed(path: &Path, delay: Duration) -> Result<u64, Box<dyn std::error::Error>> {
     let marker = flushed_marker(path);
     let _ = std::fs::remove_file(&marker);
-    let name = module_path!().split_once("::").map_or("query", |(_, m)| m).to_string() + "::killed_writer_child";
-    kill_child_test(&name, (CHILD_ENV, path), &marker, delay)?;
+    kill_child(
+        &["query-writer".as_ref(), path.as_os_str(), marker.as_os_str()],
+        &marker,
+        delay,
+    )?;
     Ok(std::fs::read_to_string(&marker)?.trim().parse()?)
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use labeldb::query::{has_text, parse};
 use labeldb::{Answer, AssetId, Db, Format, ImportOptions, NewAsset, NewLabel};
 
-use crate::{data_dir, kill_child_test, schema, temp_db, TestResult};
+use crate::{data_dir, kill_child, schema, temp_db, TestResult};
 
 const SPAM_SCHEMA: &str = r#"{"jobs": [{"name": "spam", "kind": "classification", "classes": ["ham", "spam"]}]}"#;
 
@@ -979,71 +979,25 @@ fn a_checked_segment_file_damaged_in_place_is_named_by_verify_and_repaired() -> 
     Ok(())
 }
 
-/// Tells [`killed_text_writer_child`] the database to write to.
-const CHILD_ENV: &str = "LABELDB_SEARCH_TEST_KILLED_WRITER_DB";
-
-/// Words of the killed writer's texts.
+/// Words of the killed writer's texts (`text-writer` in src/bin/labeldb-crash-child.rs).
 const VOCABULARY: [&str; 8] = ["alpha", "beta", "gamma", "delta", "Épsilon", "zeta", "eta", "théta"];
-
-/// The text of the killed writer's `n`th asset.
-fn child_text(n: u64) -> String {
-    let len = 2 + (n % 5) as usize;
-    (0..len)
-        .map(|k| VOCABULARY[((n * 7 + k as u64 * (n % 3 + 1)) % VOCABULARY.len() as u64) as usize])
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// The file the child creates after its first write.
 fn started_marker(db_path: &Path) -> std::path::PathBuf {
     db_path.with_extension("started")
 }
 
-/// The child half of
-/// [`a_killed_text_writer_leaves_a_verified_index_equal_to_the_stored_texts_and_to_a_repair`]:
-/// run by that test in its own process, which it kills. Without its environment
-/// variable it does nothing.
-#[test]
-fn killed_text_writer_child() -> TestResult {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
-        return Ok(());
-    };
-    let path = std::path::PathBuf::from(path);
-    let db = Db::builder().commit_interval(Duration::from_millis(50)).open(&path)?;
-    let started = Instant::now();
-    // External ids are unique across runs: each run starts at a later seq.
-    let run = db.last_seq();
-    let mut n = 0;
-    let mut first = true;
-    // Bounded, so that a parent that died cannot leave it running.
-    while started.elapsed() < Duration::from_secs(60) {
-        let news: Vec<NewAsset> = (0..5)
-            .map(|k| NewAsset::text(format!("r{run}-{}", n + k), child_text(n + k)))
-            .collect();
-        let added = db.add_assets("writer", DOCS, news)?.added;
-        n += 5;
-        if n % 3 == 0 {
-            db.delete_asset("writer", added[1])?;
-        }
-        if n % 7 == 0 {
-            db.delete_asset("writer", added[2])?;
-            db.restore_asset("writer", added[2])?;
-        }
-        if first {
-            std::fs::write(started_marker(&path), b"")?;
-            first = false;
-        }
-    }
-    Ok(())
-}
-
-/// Runs [`killed_text_writer_child`] on the database at `path` and SIGKILLs it `delay`
-/// after its first write.
+/// Runs the crash child's `text-writer` scenario (adds, deletes and restores text assets
+/// in `docs`, src/bin/labeldb-crash-child.rs) on the database at `path` and SIGKILLs it
+/// `delay` after its first write.
 fn write_and_get_killed(path: &Path, delay: Duration) -> TestResult {
     let marker = started_marker(path);
     let _ = std::fs::remove_file(&marker);
-    let name = module_path!().split_once("::").map_or("search", |(_, m)| m).to_string() + "::killed_text_writer_child";
-    kill_child_test(&name, (CHILD_ENV, path), &marker, delay)
+    kill_child(
+        &["text-writer".as_ref(), path.as_os_str(), marker.as_os_str()],
+        &marker,
+        delay,
+    )
 }
 
 /// What a text query requires of a text's words.

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use crate::TestResult;
 
 /// Top-level module → layer, bottom up. `rng` is a leaf utility; `lib` re-exports and
-/// `fuzzing` drives every layer, so they sit on top.
+/// `fuzzing` and `testing` drive every layer, so they sit on top; `bin` (the crash
+/// child) uses only the public API.
 const LAYERS: &[(&str, u32)] = &[
     ("rng", 0),
     ("model", 0),
@@ -32,7 +33,9 @@ const LAYERS: &[(&str, u32)] = &[
     ("access", 7),
     ("demo", 8),
     ("fuzzing", 8),
+    ("testing", 8),
     ("lib", 9),
+    ("bin", 10),
 ];
 
 /// Crates the library must not depend on: the frontends' and the benchmarks'.
