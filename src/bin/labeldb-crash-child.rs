@@ -242,6 +242,13 @@ fn plan_random(db: &Db, texts: &[String], rng: &mut Rng, seed: u64, n: u64) -> R
             };
             Op::Meta { asset, key, value }
         }
+        95..=96 => Op::Member {
+            user: rng.pick(&["m0", "m1", "m2"]).to_string(),
+            role: rng.pick(&["labeler", "reviewer", "read-only"]).to_string(),
+            scope: rng
+                .pick(&[None, Some("meta.flag:true"), Some("status:todo")])
+                .map(str::to_string),
+        },
         _ => Op::Snapshot {
             name: format!("s{seed}-{n}"),
             query: rng.pick(&SNAPSHOT_QUERIES).to_string(),
@@ -308,6 +315,10 @@ fn perform(db: &Db, texts: &[String], op: &Op) -> Res<Ack> {
         }
         Op::Meta { asset, key, value } => {
             db.set_meta("child", db.asset_by_external_id(PROJECT, asset)?.id, key, value.clone())?;
+            Ack::Done
+        }
+        Op::Member { user, role, scope } => {
+            db.set_member("child", PROJECT, user, role.parse()?, scope.as_deref())?;
             Ack::Done
         }
         Op::Snapshot { name, query, selection } => {

@@ -159,6 +159,15 @@ pub enum Op {
         /// The value; `None` removes the key.
         value: Option<MetaValue>,
     },
+    /// `set_member` (never an admin, so never refused as the last admin's change).
+    Member {
+        /// The user.
+        user: String,
+        /// The role's name.
+        role: String,
+        /// The scope query.
+        scope: Option<String>,
+    },
     /// `create_snapshot`.
     Snapshot {
         /// Its name.

@@ -42,7 +42,9 @@ use labeldb::testing::crash::{
     PROJECT, READY, SCHEMA, STARTED,
 };
 use labeldb::testing::Rng;
-use labeldb::{Answer, AssetId, Db, Format, ImportOptions, Label, LabelId, LabelKind, MetaValue, Source, Status};
+use labeldb::{
+    Answer, AssetId, Db, Format, ImportOptions, Label, LabelId, LabelKind, Member, MetaValue, Source, Status,
+};
 
 use crate::{data_dir, schema, TestResult};
 
@@ -375,6 +377,8 @@ struct Model {
     verified: BTreeSet<String>,
     /// The assets named by the operations of the last [`Model::catch_up`].
     touched: BTreeSet<String>,
+    /// The project's members.
+    members: BTreeMap<String, Member>,
 }
 
 /// Adds the external ids an operation writes to.
@@ -385,7 +389,7 @@ fn touched_by(op: &Op, out: &mut BTreeSet<String>) {
             out.insert(asset.clone());
         }
         Op::Writes { ops } => ops.iter().for_each(|w| touched_by(w, out)),
-        Op::Snapshot { .. } | Op::ImportBatch { .. } => {}
+        Op::Snapshot { .. } | Op::ImportBatch { .. } | Op::Member { .. } => {}
     }
 }
 
@@ -468,6 +472,9 @@ impl Model {
             }
             (Op::Status { asset, to }, Ack::Done) => self.asset(asset).status = *to,
             (Op::Meta { asset, key, value }, Ack::Done) => set_meta(&mut self.asset(asset).meta, key, value),
+            (Op::Member { user, role, scope }, Ack::Done) => {
+                self.members.insert(user.clone(), member(role, scope));
+            }
             (Op::Snapshot { name, .. }, Ack::Snapshot(seen)) => {
                 assert_eq!(&seen.name, name);
                 self.snapshots.insert(name.clone(), seen.clone());
@@ -564,6 +571,14 @@ impl Model {
                 let landed = db.asset_by_external_id(PROJECT, asset)?.meta.get(key) == value.as_ref();
                 if landed {
                     set_meta(&mut self.asset(asset).meta, key, value);
+                }
+                landed
+            }
+            Op::Member { user, role, scope } => {
+                let want = member(role, scope);
+                let landed = db.project(PROJECT)?.members.get(user) == Some(&want);
+                if landed {
+                    self.members.insert(user.clone(), want);
                 }
                 landed
             }
@@ -673,7 +688,17 @@ fn set_meta(meta: &mut BTreeMap<String, MetaValue>, key: &str, value: &Option<Me
 ///
 /// Every asset is read and compared when `only` is `None`; else the assets are counted and
 /// those in `only` compared (the snapshots and the queries are always checked).
+/// The member an [`Op::Member`] sets.
+fn member(role: &str, scope: &Option<String>) -> Member {
+    Member {
+        role: role.parse().expect("the child plans valid roles"),
+        scope: scope.clone(),
+    }
+}
+
 fn check_against_model(db: &Db, model: &mut Model, texts: &[String], only: Option<&BTreeSet<String>>) -> Res<()> {
+    let members: BTreeMap<String, Member> = db.members(PROJECT)?.into_iter().collect();
+    assert_eq!(members, model.members, "members against the acknowledged writes");
     let mut seen = BTreeSet::new();
     let ids = db.asset_ids(PROJECT)?;
     if let Some(only) = only {
