@@ -128,12 +128,21 @@ fn run(args: &[String]) -> Res<()> {
                     let acks = ops.iter().map(|w| perform(&c.db, &[], w)).collect::<Res<_>>()?;
                     // What the parent kills: the index checkpoint (and the flush after it).
                     println!("{FLUSHING}{}", c.n);
+                    go()?;
                     Ok(Ack::Writes { acks })
                 },
             )
         }
         other => Err(format!("unknown scenario {other:?}").into()),
     }
+}
+
+/// Waits for the parent's `go` after announcing an operation, so that the parent times
+/// its kill from the operation's start (the end of stdin, when nobody paces: go on).
+fn go() -> Res<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(())
 }
 
 /// Opens the database, retrying while the killed predecessor's lock lingers (see
@@ -174,7 +183,7 @@ impl Child {
     fn start(&mut self, op: Op) -> Res<()> {
         self.log.record(&Line::Start { n: self.n, op })?;
         println!("{STARTED}{}", self.n);
-        Ok(())
+        go()
     }
 
     fn ack(&mut self, ack: Ack) -> Res<()> {

@@ -32,7 +32,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -137,6 +137,9 @@ fn snapshot_seen(db: &Db, name: &str) -> Res<SnapshotSeen> {
 /// A running child; killed and reaped when dropped, so a failing parent leaves no orphan.
 pub struct ChildProc {
     child: Child,
+    /// Its stdin: a line `go` lets it begin an operation it announced (see
+    /// [`ChildProc::wait_for`]).
+    stdin: Option<ChildStdin>,
     /// Its stdout lines with the time each was read.
     stdout: mpsc::Receiver<(Instant, String)>,
     stderr: Option<JoinHandle<String>>,
@@ -147,10 +150,11 @@ impl ChildProc {
     pub fn spawn<S: Into<OsString> + Clone>(args: &[S]) -> Res<ChildProc> {
         let mut child = Command::new(CHILD)
             .args(args.iter().cloned().map(Into::into))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or("no child stdout")?;
         let mut stderr = child.stderr.take().ok_or("no child stderr")?;
         let (tx, rx) = mpsc::channel();
@@ -169,12 +173,19 @@ impl ChildProc {
         });
         Ok(ChildProc {
             child,
+            stdin,
             stdout: rx,
             stderr: Some(stderr),
         })
     }
 
     /// Waits for a stdout line that `want` accepts; fails if the child exits first.
+    ///
+    /// The child announces each operation (`started N`, `flushing N`) and waits for a
+    /// `go` line before it begins it; this answers every announcement, and its time is
+    /// when the `go` was sent. So the time a kill is measured from is the operation's own
+    /// start, not the moment this process got round to reading the line, which under
+    /// load can come after a 3 ms operation ended.
     fn wait_for(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> Res<(Instant, String)> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -182,6 +193,17 @@ impl ChildProc {
                 .stdout
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
+                Ok((_, line)) if line.starts_with(STARTED) || line.starts_with(FLUSHING) => {
+                    if let Some(stdin) = &mut self.stdin {
+                        // A child that already exited has closed it: its exit is
+                        // reported by the next wait.
+                        let _ = stdin.write_all(b"go\n").and_then(|()| stdin.flush());
+                    }
+                    let at = Instant::now();
+                    if want(&line) {
+                        return Ok((at, line));
+                    }
+                }
                 Ok((at, line)) if want(&line) => return Ok((at, line)),
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => return Err("timed out waiting for the child".into()),

@@ -136,6 +136,7 @@ pub fn observe(db: &Db) -> Observed {
 pub fn kill_child(args: &[&std::ffi::OsStr], marker: &Path, delay: Duration) -> TestResult {
     let mut child = Command::new(crash::CHILD)
         .args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
