@@ -333,23 +333,9 @@ fn perform(db: &Db, texts: &[String], op: &Op) -> Res<Ack> {
         Op::Snapshot { name, query, selection } => {
             let filter = labeldb::query::parse(query)?;
             db.create_snapshot("child", PROJECT, name, &filter, &selection.parse::<Selection>()?)?;
-            Ack::Snapshot(snapshot_seen(db, PROJECT, name)?)
+            Ack::Snapshot(SnapshotSeen::read(db, PROJECT, name)?)
         }
         Op::ImportBatch { .. } | Op::Writes { .. } => return Err(format!("not a single operation: {op:?}").into()),
-    })
-}
-
-/// A snapshot as its creator sees it.
-fn snapshot_seen(db: &Db, project: &str, name: &str) -> Res<SnapshotSeen> {
-    let snap = db.snapshot(project, name)?;
-    let examples = (0..snap.len().min(3))
-        .map(|i| snap.get(i).map(|e| (e.external_id, e.label)))
-        .collect::<labeldb::Result<_>>()?;
-    Ok(SnapshotSeen {
-        name: name.to_string(),
-        digest: snap.info().digest.to_string(),
-        assets: snap.info().assets,
-        examples,
     })
 }
 

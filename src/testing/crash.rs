@@ -225,6 +225,22 @@ pub struct SnapshotSeen {
     pub examples: Vec<(String, LabelId)>,
 }
 
+impl SnapshotSeen {
+    /// The snapshot `name` of `project` as it reads now.
+    pub fn read(db: &crate::Db, project: &str, name: &str) -> crate::Result<SnapshotSeen> {
+        let snap = db.snapshot(project, name)?;
+        let examples = (0..snap.len().min(3))
+            .map(|i| snap.get(i).map(|e| (e.external_id, e.label)))
+            .collect::<crate::Result<_>>()?;
+        Ok(SnapshotSeen {
+            name: name.to_string(),
+            digest: snap.info().digest.to_string(),
+            assets: snap.info().assets,
+            examples,
+        })
+    }
+}
+
 /// A line of the expected-state file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "t")]

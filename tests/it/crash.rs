@@ -118,19 +118,6 @@ fn expected(label: &PlannedLabel) -> ExpLabel {
     }
 }
 
-fn snapshot_seen(db: &Db, name: &str) -> Res<SnapshotSeen> {
-    let snap = db.snapshot(PROJECT, name)?;
-    let examples = (0..snap.len().min(3))
-        .map(|i| snap.get(i).map(|e| (e.external_id, e.label)))
-        .collect::<labeldb::Result<_>>()?;
-    Ok(SnapshotSeen {
-        name: name.to_string(),
-        digest: snap.info().digest.to_string(),
-        assets: snap.info().assets,
-        examples,
-    })
-}
-
 // ---------------------------------------------------------------------------------------
 // Spawning and killing children.
 
@@ -607,7 +594,8 @@ impl Model {
             Op::Snapshot { name, .. } => {
                 let landed = db.snapshots(PROJECT)?.iter().any(|(info, _)| &info.name == name);
                 if landed {
-                    self.snapshots.insert(name.clone(), snapshot_seen(db, name)?);
+                    self.snapshots
+                        .insert(name.clone(), SnapshotSeen::read(db, PROJECT, name)?);
                 }
                 landed
             }
@@ -778,7 +766,7 @@ fn check_against_model(db: &Db, model: &mut Model, texts: &[String], only: Optio
         if model.verified.contains(name) {
             continue;
         }
-        assert_eq!(&snapshot_seen(db, name)?, seen, "snapshot {name}");
+        assert_eq!(&SnapshotSeen::read(db, PROJECT, name)?, seen, "snapshot {name}");
         let problems = db.verify_snapshot(PROJECT, name)?;
         assert!(problems.is_empty(), "snapshot {name}: {problems:?}");
     }
