@@ -227,11 +227,11 @@ pub struct SnapshotSeen {
 
 impl SnapshotSeen {
     /// The snapshot `name` of `project` as it reads now.
-    pub fn read(db: &crate::Db, project: &str, name: &str) -> crate::Result<SnapshotSeen> {
+    pub fn read(db: &crate::engine::Db, project: &str, name: &str) -> crate::model::error::Result<SnapshotSeen> {
         let snap = db.snapshot(project, name)?;
         let examples = (0..snap.len().min(3))
             .map(|i| snap.get(i).map(|e| (e.external_id, e.label)))
-            .collect::<crate::Result<_>>()?;
+            .collect::<crate::model::error::Result<_>>()?;
         Ok(SnapshotSeen {
             name: name.to_string(),
             digest: snap.info().digest.to_string(),
