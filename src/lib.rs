@@ -42,6 +42,8 @@ mod store;
 #[doc(hidden)]
 pub mod testing;
 
+pub use access::policy::{grant, policy_table, Grant, Operation};
+pub use access::session::Session;
 #[cfg(feature = "testing")]
 pub use engine::RecordRef;
 pub use engine::{Db, DbBuilder, Durability, IndexInfo};

@@ -5,7 +5,6 @@ use crate::engine::Db;
 use crate::model::error::{Error, Result};
 use crate::model::event::Action;
 use crate::model::project::{check_name, Member, Project, Role};
-use crate::store::keys;
 
 impl Db {
     /// Makes `user` a member of the project with this role and scope (a query in the
@@ -23,20 +22,20 @@ impl Db {
             role,
             scope: scope.map(str::to_string),
         };
-        self.change_members(actor, project, |p| {
+        self.update_project(actor, project, |p| {
             if p.members.get(user) == Some(&member) {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             if role != Role::Admin {
                 refuse_last_admin(p, user)?;
             }
             p.members.insert(user.to_string(), member.clone());
-            Ok(Some(Action::MemberSet {
+            Ok(vec![Action::MemberSet {
                 project: p.id,
                 user: user.to_string(),
                 role,
                 scope: member.scope.clone(),
-            }))
+            }])
         })
     }
 
@@ -44,7 +43,7 @@ impl Db {
     /// and for the project's last admin.
     pub fn remove_member(&self, actor: &str, project: &str, user: &str) -> Result<()> {
         check_name("actor", actor)?;
-        self.change_members(actor, project, |p| {
+        self.update_project(actor, project, |p| {
             if !p.members.contains_key(user) {
                 return Err(Error::UnknownMember {
                     project: p.name.clone(),
@@ -53,42 +52,16 @@ impl Db {
             }
             refuse_last_admin(p, user)?;
             p.members.remove(user);
-            Ok(Some(Action::MemberRemoved {
+            Ok(vec![Action::MemberRemoved {
                 project: p.id,
                 user: user.to_string(),
-            }))
+            }])
         })
     }
 
     /// The project's members by user name.
     pub fn members(&self, project: &str) -> Result<Vec<(String, Member)>> {
         Ok(self.project(project)?.members.clone().into_iter().collect())
-    }
-
-    /// Rewrites the project record as `f` changes it, with the event `f` returns (none:
-    /// nothing changed, nothing is written), then publishes it to readers.
-    fn change_members(
-        &self,
-        actor: &str,
-        project: &str,
-        f: impl FnOnce(&mut Project) -> Result<Option<Action>>,
-    ) -> Result<()> {
-        let id = self.project(project)?.id;
-        self.write(|txn| {
-            // The stored record, read under the writer lock: two changes never start from
-            // the same members, even before the first is published.
-            let key = keys::project(id);
-            let mut p: Project = txn.store().get(&key)?.ok_or_else(|| Error::Corruption {
-                key: keys::describe(&key),
-                reason: "the project record is missing".into(),
-            })?;
-            let Some(action) = f(&mut p)? else {
-                return Ok(());
-            };
-            txn.put_project(p);
-            txn.event(actor, action);
-            Ok(())
-        })
     }
 }
 

@@ -34,6 +34,9 @@ use labeldb::{
 /// How long a child runs if nobody kills it.
 const LIFETIME: Duration = Duration::from_secs(60);
 
+/// The user of [`Op::Denied`]: no member of the project.
+const STRANGER: &str = "mallory";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = run(&args) {
@@ -240,7 +243,7 @@ fn plan_random(db: &Db, texts: &[String], rng: &mut Rng, seed: u64, n: u64) -> R
         }
         25..=59 => plan_label(db, *rng.pick(&ids), rng)?,
         60..=79 => plan_status(db, *rng.pick(&ids), rng)?,
-        80..=94 => {
+        80..=93 => {
             let asset = db.asset(*rng.pick(&ids))?.external_id;
             let key = rng.pick(&["split", "flag", "n"]).to_string();
             let value = match (rng.below(5), key.as_str()) {
@@ -251,6 +254,9 @@ fn plan_random(db: &Db, texts: &[String], rng: &mut Rng, seed: u64, n: u64) -> R
             };
             Op::Meta { asset, key, value }
         }
+        94 => Op::Denied {
+            asset: db.asset(*rng.pick(&ids))?.external_id,
+        },
         95..=96 => Op::Member {
             user: rng.pick(&["m0", "m1", "m2"]).to_string(),
             role: rng.pick(&["labeler", "reviewer", "read-only"]).to_string(),
@@ -329,6 +335,13 @@ fn perform(db: &Db, texts: &[String], op: &Op) -> Res<Ack> {
         Op::Member { user, role, scope } => {
             db.set_member("child", PROJECT, user, role.parse()?, scope.as_deref())?;
             Ack::Done
+        }
+        Op::Denied { asset } => {
+            let id = db.asset_by_external_id(PROJECT, asset)?.id;
+            match db.as_user(STRANGER)?.set_status(id, labeldb::Status::Ongoing) {
+                Err(labeldb::Error::Denied { .. }) => Ack::Done,
+                other => return Err(format!("a stranger's write was not denied: {other:?}").into()),
+            }
         }
         Op::Snapshot { name, query, selection } => {
             let filter = labeldb::query::parse(query)?;

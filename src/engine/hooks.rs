@@ -83,7 +83,20 @@ impl Db {
                 b.remove(k?);
             }
         }
+        super::upgrade::downgrade_projects(store, &mut b)?;
         b.put(keys::meta(keys::meta::FORMAT), &1u32);
+        store.apply(b)?;
+        store.flush()
+    }
+
+    /// Test hook: makes the database look as format 4 wrote it (settings as bincode
+    /// fields of the project records), for the upgrade on the next open.
+    pub fn downgrade_to_format_4(&self) -> Result<()> {
+        let _writer = self.inner.writer.lock();
+        let store = &self.inner.store;
+        let mut b = Batch::default();
+        super::upgrade::downgrade_projects(store, &mut b)?;
+        b.put(keys::meta(keys::meta::FORMAT), &4u32);
         store.apply(b)?;
         store.flush()
     }
@@ -95,6 +108,7 @@ impl Db {
         let store = &self.inner.store;
         run::downgrade_to_format_3(store)?;
         let mut b = Batch::default();
+        super::upgrade::downgrade_projects(store, &mut b)?;
         b.put(keys::meta(keys::meta::FORMAT), &3u32);
         store.apply(b)?;
         store.flush()

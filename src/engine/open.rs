@@ -10,17 +10,15 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::read::assets_with_labels;
 use super::rebuild::{add_derived, read_for_index, rebuild_indexes, rebuild_text};
 use super::{Db, Inner, Projects};
-use crate::index::columns;
 use crate::index::text::{TextIndex, TextOp};
 use crate::index::{self, Indexes};
 use crate::model::asset::AssetId;
 use crate::model::error::{Error, Result};
 use crate::model::event::{Event, Seq};
 use crate::model::project::Project;
-use crate::store::{codec, keys, run, Batch, Store, FORMAT_VERSION};
+use crate::store::{codec, keys, Store, FORMAT_VERSION};
 
 /// When writes become durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -78,7 +76,7 @@ impl DbBuilder {
         let (store, format) = Store::open(&path, self.cache_bytes)?;
         let upgraded_from = (format < FORMAT_VERSION).then_some(format);
         if let Some(format) = upgraded_from {
-            upgrade(&store, format)?;
+            super::upgrade::upgrade(&store, format)?;
         }
         let counters = store.counters()?;
         let mut projects = Projects::default();
@@ -111,34 +109,6 @@ impl DbBuilder {
             }),
         })
     }
-}
-
-/// Brings a database of an older format to [`FORMAT_VERSION`], writing the new format
-/// version in the last batch (an interrupted upgrade runs again on the next open).
-/// Format 1 had no selection columns and format 2's FACTS had no project: their columns
-/// are derived again, and their EXTERNAL records removed (format 3 keeps external ids in
-/// memory); their asset and label records stay, read as they are. Format 3's runs listed
-/// their entries; format 4's have an offset table: the runs are rewritten.
-fn upgrade(store: &Store, from: u32) -> Result<()> {
-    let format_record = |b: &mut Batch| b.put(keys::meta(keys::meta::FORMAT), &FORMAT_VERSION);
-    if from >= 3 {
-        run::upgrade(store, 256)?;
-        let mut b = Batch::default();
-        format_record(&mut b);
-        store.apply(b)?;
-        return store.flush();
-    }
-    let mut external = Vec::new();
-    for k in store.scan_keys(&[keys::tag::EXTERNAL]) {
-        external.push(k?);
-    }
-    columns::rebuild(store, assets_with_labels(store), |b| {
-        for k in external {
-            b.remove(k);
-        }
-        format_record(b);
-    })?;
-    store.flush()
 }
 
 /// Commits the text index every `interval` while it has uncommitted changes.

@@ -125,9 +125,9 @@ pub fn event_json(e: &Event) -> Value {
     })
 }
 
-/// A project: name, id and schema.
+/// A project: name, id, schema and settings.
 pub fn project_json(p: &Project) -> Value {
-    json!({"name": p.name, "id": p.id.0, "schema": p.schema.to_json()})
+    json!({"name": p.name, "id": p.id.0, "schema": p.schema.to_json(), "settings": p.settings.to_json()})
 }
 
 /// The counts of a result set by status, class and author ([`Db::facets`](crate::Db::facets)).

@@ -396,7 +396,7 @@ pub(crate) fn allocated(bm: &Bitmap) -> usize {
 
 /// The layout of the derived indexes: what [`derive`] emits and how numeric buckets
 /// are cut. A checkpoint of another layout is rebuilt rather than loaded.
-pub(crate) const LAYOUT: u32 = 2;
+pub(crate) const LAYOUT: u32 = 3;
 
 /// The checkpointed form of [`Indexes`].
 #[derive(Serialize, Deserialize)]
@@ -440,7 +440,7 @@ mod tests {
         let mut old = ix.image();
         old.layout = LAYOUT - 1;
         let err = Indexes::from_image(old).expect_err("an older layout must be rebuilt, not loaded");
-        assert!(err.contains("layout 1"), "{err}");
+        assert!(err.contains(&format!("layout {}", LAYOUT - 1)), "{err}");
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub enum Error {
         /// How many there can be.
         limit: u64,
     },
+    /// Access control refused a user's call ([`Session`](crate::Session)); nothing was
+    /// written but an `AccessDenied` event.
+    #[error("{user:?} may not {action} {resource}")]
+    Denied {
+        /// The user.
+        user: String,
+        /// What they tried (`annotate`, `read`, `manage-members`, ...).
+        action: String,
+        /// What they tried it on (`asset 42`, `project "mail"`).
+        resource: String,
+    },
     /// A stored record failed its checksum or could not be decoded.
     #[error("data corruption at key {key}: {reason}")]
     Corruption {

@@ -166,6 +166,27 @@ pub enum Action {
         /// The user.
         user: String,
     },
+    /// A project setting changed.
+    SettingChanged {
+        /// The project.
+        project: ProjectId,
+        /// The setting's name (`consensus`, `show_predictions_to_labelers`).
+        name: String,
+        /// Its value before, as JSON.
+        before: String,
+        /// Its value after, as JSON.
+        after: String,
+    },
+    /// A user's call was refused by access control; nothing else was written. The
+    /// event's actor is the user.
+    AccessDenied {
+        /// The project the call was about, when it named one that exists.
+        project: Option<ProjectId>,
+        /// What the user tried (`annotate`, `read-asset`, ...).
+        action: String,
+        /// What they tried it on (`asset 42`, `project "mail"`).
+        resource: String,
+    },
 }
 
 impl Action {
@@ -179,7 +200,9 @@ impl Action {
             | Action::SnapshotTagged { .. }
             | Action::ModelRegistered { .. }
             | Action::MemberSet { .. }
-            | Action::MemberRemoved { .. } => None,
+            | Action::MemberRemoved { .. }
+            | Action::SettingChanged { .. }
+            | Action::AccessDenied { .. } => None,
             Action::LabelAdded { asset, .. }
             | Action::StatusChanged { asset, .. }
             | Action::MetaChanged { asset, .. }
@@ -199,7 +222,9 @@ impl Action {
             | Action::SnapshotTagged { .. }
             | Action::ModelRegistered { .. }
             | Action::MemberSet { .. }
-            | Action::MemberRemoved { .. } => (1, 0),
+            | Action::MemberRemoved { .. }
+            | Action::SettingChanged { .. }
+            | Action::AccessDenied { .. } => (1, 0),
             Action::AssetsAdded { first, last, .. } => (first.0, last.0),
             other => {
                 let a = other.asset().map_or(0, |a| a.0);
@@ -265,6 +290,10 @@ impl Action {
                 None => format!("member {user:?}: {role}"),
             },
             Action::MemberRemoved { user, .. } => format!("removed member {user:?}"),
+            Action::SettingChanged {
+                name, before, after, ..
+            } => format!("setting {name}: {before} -> {after}"),
+            Action::AccessDenied { action, resource, .. } => format!("denied {action} on {resource}"),
         }
     }
 }

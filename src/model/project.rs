@@ -253,8 +253,12 @@ pub struct Member {
     pub scope: Option<String>,
 }
 
-/// Project settings used by the workflow and routing.
+/// Project settings used by the workflow, access control and routing.
+///
+/// Stored as JSON inside the project record, so that a setting added later reads as its
+/// default from an older record: every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Distinct human annotators needed before an asset is `LABELED`.
     pub consensus: u32,
@@ -264,6 +268,9 @@ pub struct Settings {
     pub honeypot_rate: f32,
     /// Production routing thresholds: `job` or `job.class` → minimum confidence.
     pub routing: BTreeMap<String, f32>,
+    /// Whether labelers see predictions and inferences (blind consensus hides every
+    /// other human's labels either way).
+    pub show_predictions_to_labelers: bool,
 }
 
 impl Default for Settings {
@@ -273,7 +280,55 @@ impl Default for Settings {
             review_coverage: 0.0,
             honeypot_rate: 0.0,
             routing: BTreeMap::new(),
+            show_predictions_to_labelers: true,
         }
+    }
+}
+
+impl Settings {
+    /// Refuses settings out of their ranges, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let share = |name: &str, v: f32| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    format!("setting {name}"),
+                    format!("{v} is not in 0..=1"),
+                ))
+            }
+        };
+        if self.consensus == 0 {
+            return Err(Error::invalid("setting consensus", "must be at least 1"));
+        }
+        share("review_coverage", self.review_coverage)?;
+        share("honeypot_rate", self.honeypot_rate)?;
+        for (target, t) in &self.routing {
+            share(&format!("routing.{target}"), *t)?;
+        }
+        Ok(())
+    }
+
+    /// The settings as a JSON object, one key per setting.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Plain numbers, strings and maps with string keys: serialization cannot fail.
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// Serializes [`Settings`] as a JSON string inside a bincode record (see [`Settings`]).
+mod settings_as_json {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    use super::Settings;
+
+    pub(super) fn serialize<S: Serializer>(settings: &Settings, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&settings.to_json().to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Settings, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(|e| D::Error::custom(format!("settings: {e}")))
     }
 }
 
@@ -289,6 +344,7 @@ pub struct Project {
     /// Members by user name.
     pub members: BTreeMap<String, Member>,
     /// Workflow settings.
+    #[serde(with = "settings_as_json")]
     pub settings: Settings,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at: u64,

@@ -72,7 +72,9 @@ impl Db {
             | Action::SnapshotTagged { project, .. }
             | Action::ModelRegistered { project, .. }
             | Action::MemberSet { project, .. }
-            | Action::MemberRemoved { project, .. } => Some(*project),
+            | Action::MemberRemoved { project, .. }
+            | Action::SettingChanged { project, .. } => Some(*project),
+            Action::AccessDenied { project, .. } => *project,
             other => match other.asset().map(|a| self.asset(a)) {
                 Some(Ok(a)) => Some(a.project),
                 // A purged asset's events stay in the log; its project is no longer known.

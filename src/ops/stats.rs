@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::engine::{assets_with_labels_in, dense, Db};
-use crate::model::asset::{Asset, Status};
+use crate::model::asset::{Asset, AssetId, Status};
 use crate::model::error::Result;
 use crate::model::label::{Label, LabelKind, Source};
 
@@ -36,8 +36,25 @@ impl Db {
     /// scan meets a damaged record (which may be another project's), one by one, so that
     /// only damage to this project's records is an error.
     pub fn stats(&self, project: &str) -> Result<Stats> {
-        let ids = self.asset_ids(project)?;
-        let one_by_one = || count(ids.iter().map(|&id| Ok((self.asset(id)?, self.history(id)?))));
+        self.stats_where(project, |_| true, |_| true)
+    }
+
+    /// [`Db::stats`] over the assets `keep_asset` keeps, counting the labels `keep_label`
+    /// keeps (what one member may see).
+    pub(crate) fn stats_where(
+        &self,
+        project: &str,
+        keep_asset: impl Fn(AssetId) -> bool,
+        keep_label: impl Fn(&Label) -> bool,
+    ) -> Result<Stats> {
+        let mut ids = self.asset_ids(project)?;
+        ids.retain(|id| keep_asset(*id));
+        let one_by_one = || {
+            count(
+                ids.iter().map(|&id| Ok((self.asset(id)?, self.history(id)?))),
+                &keep_label,
+            )
+        };
         let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
             return one_by_one();
         };
@@ -48,22 +65,23 @@ impl Db {
         // written meanwhile.
         let scanned = assets_with_labels_in(self.store(), first.0, last.0)
             .filter(|r| r.as_ref().map_or(true, |(a, _)| ids.binary_search(&a.id).is_ok()));
-        count(scanned).or_else(|_| one_by_one())
+        count(scanned, &keep_label).or_else(|_| one_by_one())
     }
 }
 
-/// The counts over these assets with their histories.
-fn count(assets: impl Iterator<Item = Result<(Asset, Vec<Label>)>>) -> Result<Stats> {
+/// The counts over these assets with the labels of their histories that `keep` keeps.
+fn count(assets: impl Iterator<Item = Result<(Asset, Vec<Label>)>>, keep: impl Fn(&Label) -> bool) -> Result<Stats> {
     let mut s = Stats::default();
     for status in Status::ALL {
         s.by_status.insert(status, 0);
     }
     for item in assets {
-        let (asset, history) = item?;
+        let (asset, mut history) = item?;
         if asset.deleted {
             s.deleted += 1;
             continue;
         }
+        history.retain(|l| keep(l));
         s.assets += 1;
         *s.by_status.entry(asset.status).or_default() += 1;
         let mut latest_by_author: HashMap<&Source, usize> = HashMap::new();

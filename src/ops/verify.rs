@@ -163,7 +163,14 @@ impl Db {
                     }
                 }
                 tag::PROJECT => {
-                    if let Some(p) = c.decode::<Project>(&k, &v) {
+                    // Formats up to 4 stored settings as bincode fields (see the upgrade).
+                    let p = match format {
+                        Some(f) if f < 5 => crate::engine::decode_legacy_project(&k, &v)
+                            .map_err(|e| c.problem(ProblemKind::Damaged, e.to_string()))
+                            .ok(),
+                        _ => c.decode::<Project>(&k, &v),
+                    };
+                    if let Some(p) = p {
                         if k != keys::project(p.id) {
                             c.problem(
                                 ProblemKind::Misplaced,

@@ -6,6 +6,7 @@
 
 mod ast;
 mod parser;
+mod view;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use croaring::Bitmap;
 
 pub use ast::{CmpOp, Filter, NumField, TextQuery};
 pub use parser::{parse, to_query_string, MAX_NESTING, MAX_OPERATORS};
+pub(crate) use view::{Blind, View};
 
 use crate::engine::{read_history, Db};
 use crate::index::numeric::BUCKET_SHIFT;
@@ -52,6 +54,10 @@ impl AssetSet {
 
     pub(crate) fn bitmap(&self) -> &Bitmap {
         &self.0
+    }
+
+    pub(crate) fn from_bitmap(bitmap: Bitmap) -> AssetSet {
+        AssetSet(bitmap)
     }
 }
 
@@ -109,14 +115,29 @@ impl Db {
     /// unless the filter mentions `deleted` (text filters never match them: the text
     /// index holds live assets only).
     pub fn select(&self, project: &str, filter: &Filter) -> Result<AssetSet> {
-        self.evaluate(project, |ev| select_in(ev, filter).map(AssetSet))
+        self.select_viewed(&*self.project(project)?, filter, None)
+    }
+
+    /// [`Db::select`] as `view` sees the project (`None`: everything).
+    pub(crate) fn select_viewed(
+        &self,
+        project: &Project,
+        filter: &Filter,
+        view: Option<&View<'_>>,
+    ) -> Result<AssetSet> {
+        self.evaluate(project, view, |ev| select_in(ev, filter).map(AssetSet))
     }
 
     /// How many assets of a project match a filter. `x AND y` and `x AND NOT y` are
     /// counted from the cardinality of the intersection or difference, without building
     /// the result.
     pub fn count(&self, project: &str, filter: &Filter) -> Result<u64> {
-        self.evaluate(project, |ev| {
+        self.count_viewed(&*self.project(project)?, filter, None)
+    }
+
+    /// [`Db::count`] as `view` sees the project (`None`: everything).
+    pub(crate) fn count_viewed(&self, project: &Project, filter: &Filter, view: Option<&View<'_>>) -> Result<u64> {
+        self.evaluate(project, view, |ev| {
             let Filter::And(a, b) = filter else {
                 return Ok(select_in(ev, filter)?.cardinality());
             };
@@ -129,6 +150,7 @@ impl Db {
                 _ => (a.as_ref(), b.as_ref(), false),
             };
             let (l, r) = (ev.eval(x)?, ev.eval(y)?);
+            let l = ev.restrict(l);
             let counted = match (ev.deleted(), negated) {
                 (None, true) => l.andnot_cardinality(&r),
                 (None, false) => l.and_cardinality(&r),
@@ -139,17 +161,23 @@ impl Db {
         })
     }
 
-    /// Runs `run` with an evaluator over the project's indexes, under their read lock.
-    fn evaluate<T>(&self, project: &str, run: impl FnOnce(&mut Eval<'_>) -> Result<T>) -> Result<T> {
-        let project = self.project(project)?;
+    /// Runs `run` with an evaluator over the project's indexes as `view` sees them,
+    /// under their read lock.
+    fn evaluate<T>(
+        &self,
+        project: &Project,
+        view: Option<&View<'_>>,
+        run: impl FnOnce(&mut Eval<'_>) -> Result<T>,
+    ) -> Result<T> {
         let index = self.indexes();
         let empty = ProjectIndex::default();
         let p = index.projects.get(&project.id).unwrap_or(&empty);
         run(&mut Eval {
             db: self,
-            project: &project,
+            project,
             index: p,
             uses_deleted: false,
+            view,
         })
     }
 
@@ -157,18 +185,24 @@ impl Db {
     /// `prefix*`, and any filter), AND `filter`; the best `limit` matches by BM25 score
     /// of the text part, with snippets. Returns the number of matches and the hits.
     pub fn search(&self, project: &str, text: &str, filter: Option<&Filter>, limit: usize) -> Result<(u64, Vec<Hit>)> {
-        let text_filter = parse(text)?;
-        let combined = match filter {
-            Some(f) => text_filter.clone().and(f.clone()),
-            None => text_filter.clone(),
-        };
-        self.ranked(project, &combined, limit)
+        self.ranked(project, &search_filter(text, filter)?, limit)
     }
 
     /// The best `limit` assets matching `filter`, by BM25 score of its text leaves
     /// (by id when it has none), with snippets, and the number of matches.
     pub fn ranked(&self, project: &str, filter: &Filter, limit: usize) -> Result<(u64, Vec<Hit>)> {
-        let set = self.select(project, filter)?;
+        self.ranked_viewed(&*self.project(project)?, filter, limit, None)
+    }
+
+    /// [`Db::ranked`] as `view` sees the project (`None`: everything).
+    pub(crate) fn ranked_viewed(
+        &self,
+        project: &Project,
+        filter: &Filter,
+        limit: usize,
+        view: Option<&View<'_>>,
+    ) -> Result<(u64, Vec<Hit>)> {
+        let set = self.select_viewed(project, filter, view)?;
         let queries = self.text_queries(filter)?;
         let best = match split_text(filter) {
             // Scoring the text part's own query visits only its matches; the union of
@@ -201,11 +235,22 @@ impl Db {
     /// text query's matches among the project's live assets (or REST's): the full match
     /// set is never built.
     pub fn top(&self, project: &str, filter: &Filter, limit: usize) -> Result<Vec<(AssetId, f32)>> {
+        self.top_viewed(&*self.project(project)?, filter, limit, None)
+    }
+
+    /// [`Db::top`] as `view` sees the project (`None`: everything).
+    pub(crate) fn top_viewed(
+        &self,
+        project: &Project,
+        filter: &Filter,
+        limit: usize,
+        view: Option<&View<'_>>,
+    ) -> Result<Vec<(AssetId, f32)>> {
         if let Some((text, rest)) = split_text(filter) {
-            let within = self.select(project, &rest)?;
+            let within = self.select_viewed(project, &rest, view)?;
             return self.rank_text(&text, within.0, limit);
         }
-        let set = self.select(project, filter)?;
+        let set = self.select_viewed(project, filter, view)?;
         let best = self.best_of(&self.text_queries(filter)?, &set.0, limit)?;
         Ok(with_unscored(best, &set.0, limit))
     }
@@ -317,7 +362,21 @@ impl Db {
     /// Counts a result set by status, by class of human annotations per job, and by
     /// author, from bitmap cardinalities.
     pub fn facets(&self, project: &str, set: &AssetSet) -> Result<Facets> {
-        let project = self.project(project)?;
+        self.facets_viewed(&*self.project(project)?, set, None)
+    }
+
+    /// [`Db::facets`] as `view` sees the project (`None`: everything): over the visible
+    /// part of `set`, and blind views count their user's own annotations only.
+    pub(crate) fn facets_viewed(&self, project: &Project, set: &AssetSet, view: Option<&View<'_>>) -> Result<Facets> {
+        let cut;
+        let set = match view.and_then(|v| v.visible) {
+            Some(visible) => {
+                cut = AssetSet(set.bitmap() & visible);
+                &cut
+            }
+            None => set,
+        };
+        let blind = view.and_then(|v| v.blind.as_ref());
         let index = self.indexes();
         let mut f = Facets::default();
         for s in Status::ALL {
@@ -332,16 +391,25 @@ impl Db {
                 Key::Status(s) => {
                     f.by_status.insert(*s, n);
                 }
-                Key::Class(LabelKind::Annotation, job, class) if n > 0 => {
+                Key::Class(LabelKind::Annotation, job, class) if n > 0 && blind.is_none() => {
                     f.by_class.entry(job.clone()).or_default().insert(class.clone(), n);
                 }
-                Key::Author(a) if n > 0 => {
+                Key::AuthorClass(user, job, class) if n > 0 && blind.is_some_and(|b| b.user == user) => {
+                    f.by_class.entry(job.clone()).or_default().insert(class.clone(), n);
+                }
+                Key::Author(a) if n > 0 && blind.is_none_or(|b| b.user == a) => {
                     f.by_author.insert(a.clone(), n);
                 }
                 _ => {}
             }
         }
         Ok(f)
+    }
+
+    /// The assets of a project that a data scope's filter matches, soft-deleted ones
+    /// included (a member in scope may restore them).
+    pub(crate) fn scope_set(&self, project: &Project, filter: &Filter) -> Result<Bitmap> {
+        self.evaluate(project, None, |ev| Ok(ev.eval(filter)?.into_owned()))
     }
 
     /// The exact value of a numeric field for an asset, from primary data.
@@ -424,6 +492,8 @@ struct Eval<'a> {
     project: &'a Project,
     index: &'a ProjectIndex,
     uses_deleted: bool,
+    /// What the caller may see; `None`: everything.
+    view: Option<&'a View<'a>>,
 }
 
 impl<'a> Eval<'a> {
@@ -501,9 +571,14 @@ impl<'a> Eval<'a> {
                 if !j.has_class(class) {
                     return Err(Error::invalid("query", format!("job {job:?} has no class {class:?}")));
                 }
+                if let Some(hidden) = self.blind_class(*kind, job, class) {
+                    return Ok(hidden);
+                }
                 self.bitmap(&Key::Class(*kind, job.clone(), class.clone()))
             }
+            Filter::Author(a) if self.hides_author(a) => Cow::Owned(Bitmap::new()),
             Filter::Author(a) => self.bitmap(&Key::Author(a.clone())),
+            Filter::Model(_) | Filter::Rule(_) if self.hides_predictions() => Cow::Owned(Bitmap::new()),
             Filter::Model(m) => Cow::Owned(self.versioned(m, |k| match k {
                 Key::Model(n) => Some(n),
                 _ => None,
@@ -526,6 +601,9 @@ impl<'a> Eval<'a> {
                 if value.is_nan() {
                     // Nothing compares true with NaN.
                     return Ok(Cow::Owned(Bitmap::new()));
+                }
+                if let Some(own) = self.blind_numeric(&key, *op, *value)? {
+                    return Ok(Cow::Owned(own));
                 }
                 let mut out = self.numeric(&key, *op, *value, None)?;
                 if let NumKey::Score(kind, Some(job)) = &key {
@@ -575,11 +653,21 @@ fn with_unscored(mut best: Vec<(AssetId, f32)>, set: &Bitmap, limit: usize) -> V
 
 /// The assets matching `filter`, without soft-deleted ones unless it mentions `deleted`.
 fn select_in(ev: &mut Eval<'_>, filter: &Filter) -> Result<Bitmap> {
-    let mut out = ev.eval(filter)?.into_owned();
+    let evaluated = ev.eval(filter)?;
+    let mut out = ev.restrict(evaluated).into_owned();
     if let Some(deleted) = ev.deleted() {
         out -= deleted;
     }
     Ok(out)
+}
+
+/// The filter of a full-text search: `text` in the query language AND `filter`.
+pub(crate) fn search_filter(text: &str, filter: Option<&Filter>) -> Result<Filter> {
+    let text_filter = parse(text)?;
+    Ok(match filter {
+        Some(f) => text_filter.and(f.clone()),
+        None => text_filter,
+    })
 }
 
 /// A filter that is the conjunction of text-only parts and of parts without text, as

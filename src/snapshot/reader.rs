@@ -176,6 +176,16 @@ impl Snapshot {
         }
     }
 
+    /// The examples whose asset is in `visible` (a member's data scope), in the same order.
+    pub(crate) fn within(&self, visible: &croaring::Bitmap) -> Snapshot {
+        let p = self
+            .positions()
+            .into_iter()
+            .filter(|&i| self.members.get(i as usize).is_some_and(|m| visible.contains(m.asset)))
+            .collect();
+        self.with_view(p)
+    }
+
     /// The same examples in a pseudo-random order fixed by `seed`: a Fisher–Yates shuffle
     /// driven by splitmix64, the same on every machine and in every labeldb version.
     pub fn shuffled(&self, seed: u64) -> Snapshot {

@@ -18,9 +18,10 @@ use crate::model::error::{Error, Result};
 /// The on-disk format version this build writes and reads. 1: the first; 2: adds the
 /// selection columns (FACTS and CHOICES records); 3: assets added in runs (RUN records),
 /// external ids held in memory (no EXTERNAL records), FACTS with the project; 4: runs with
-/// an offset table, so that a point read decodes only its entry. Opening a database of an
+/// an offset table, so that a point read decodes only its entry; 5: project settings as
+/// JSON inside the project record. Opening a database of an
 /// older version upgrades it; a newer one is refused.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Persistent counters, rewritten in every batch that advances them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -168,6 +168,12 @@ pub enum Op {
         /// The scope query.
         scope: Option<String>,
     },
+    /// A status change through the session of a user who is no member: refused, with an
+    /// `AccessDenied` event and nothing else written.
+    Denied {
+        /// The asset's external id.
+        asset: String,
+    },
     /// `create_snapshot`.
     Snapshot {
         /// Its name.

@@ -388,6 +388,8 @@ struct Model {
     touched: BTreeSet<String>,
     /// The project's members.
     members: BTreeMap<String, Member>,
+    /// Acknowledged `AccessDenied` events.
+    denied: usize,
 }
 
 /// Adds the external ids an operation writes to.
@@ -398,7 +400,7 @@ fn touched_by(op: &Op, out: &mut BTreeSet<String>) {
             out.insert(asset.clone());
         }
         Op::Writes { ops } => ops.iter().for_each(|w| touched_by(w, out)),
-        Op::Snapshot { .. } | Op::ImportBatch { .. } | Op::Member { .. } => {}
+        Op::Snapshot { .. } | Op::ImportBatch { .. } | Op::Member { .. } | Op::Denied { .. } => {}
     }
 }
 
@@ -484,6 +486,7 @@ impl Model {
             (Op::Member { user, role, scope }, Ack::Done) => {
                 self.members.insert(user.clone(), member(role, scope));
             }
+            (Op::Denied { .. }, Ack::Done) => self.denied += 1,
             (Op::Snapshot { name, .. }, Ack::Snapshot(seen)) => {
                 assert_eq!(&seen.name, name);
                 self.snapshots.insert(name.clone(), seen.clone());
@@ -580,6 +583,13 @@ impl Model {
                 let landed = db.asset_by_external_id(PROJECT, asset)?.meta.get(key) == value.as_ref();
                 if landed {
                     set_meta(&mut self.asset(asset).meta, key, value);
+                }
+                landed
+            }
+            Op::Denied { .. } => {
+                let landed = denied_events(db)? > self.denied;
+                if landed {
+                    self.denied += 1;
                 }
                 landed
             }
@@ -698,6 +708,15 @@ fn set_meta(meta: &mut BTreeMap<String, MetaValue>, key: &str, value: &Option<Me
 ///
 /// Every asset is read and compared when `only` is `None`; else the assets are counted and
 /// those in `only` compared (the snapshots and the queries are always checked).
+/// The `AccessDenied` events in the log.
+fn denied_events(db: &Db) -> Res<usize> {
+    let mut n = 0;
+    for e in db.changes_since(0) {
+        n += usize::from(matches!(e?.action, labeldb::Action::AccessDenied { .. }));
+    }
+    Ok(n)
+}
+
 /// The member an [`Op::Member`] sets.
 fn member(role: &str, scope: &Option<String>) -> Member {
     Member {
@@ -709,6 +728,11 @@ fn member(role: &str, scope: &Option<String>) -> Member {
 fn check_against_model(db: &Db, model: &mut Model, texts: &[String], only: Option<&BTreeSet<String>>) -> Res<()> {
     let members: BTreeMap<String, Member> = db.members(PROJECT)?.into_iter().collect();
     assert_eq!(members, model.members, "members against the acknowledged writes");
+    assert_eq!(
+        denied_events(db)?,
+        model.denied,
+        "AccessDenied events against the acknowledged refusals"
+    );
     let mut seen = BTreeSet::new();
     let ids = db.asset_ids(PROJECT)?;
     if let Some(only) = only {

@@ -11,6 +11,7 @@ mod fuzz_regressions;
 mod import;
 mod model;
 mod model_api;
+mod permissions;
 mod query;
 mod search;
 mod snapshot;

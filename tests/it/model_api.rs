@@ -97,6 +97,9 @@ enum Op {
         project: u8,
         user: u8,
     },
+    /// A write through the session of a user who is no member: denied, and nothing but
+    /// an `AccessDenied` event written.
+    StrangerWrite(u8),
     Reopen,
 }
 
@@ -380,6 +383,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (project(), 0u8..3, 0u8..5, prop::option::of(0u8..3))
             .prop_map(|(project, user, role, scope)| Op::SetMember { project, user, role, scope }),
         1 => (project(), 0u8..3).prop_map(|(project, user)| Op::RemoveMember { project, user }),
+        1 => asset().prop_map(Op::StrangerWrite),
         1 => Just(Op::Reopen),
     ]
 }
@@ -452,6 +456,8 @@ enum Fail {
     LastAdmin(String),
     /// `SnapshotExists` naming this snapshot.
     SnapshotExists(String),
+    /// `Denied` for this user.
+    Denied(String),
     /// Anything the model never predicts.
     Unexpected(String),
 }
@@ -477,6 +483,7 @@ fn fail(e: Error) -> Fail {
         Error::UnknownMember { user, .. } => Fail::UnknownMember(user),
         Error::LastAdmin { user, .. } => Fail::LastAdmin(user),
         Error::SnapshotExists { name, .. } => Fail::SnapshotExists(name),
+        Error::Denied { user, .. } => Fail::Denied(user),
         other => Fail::Unexpected(other.to_string()),
     }
 }
@@ -1201,6 +1208,22 @@ fn apply(db: &Db, model: &mut Model, handles: &mut Vec<Snapshot>, op: &Op) -> Fa
             let actual = db.remove_member("admin", name, user).map_err(fail);
             let expected = model.change_member(name, user, None);
             same("remove_member", &actual, &expected)?;
+        }
+        Op::StrangerWrite(n) => {
+            let id = model.pick(*n);
+            let expected = match model.live(id) {
+                Err(Fail::UnknownAsset(a)) => Err(Fail::UnknownAsset(a)),
+                _ => Err(Fail::Denied("mallory".into())),
+            };
+            let actual = db
+                .as_user("mallory")
+                .and_then(|s| s.set_priority(id, 7.0))
+                .map_err(fail);
+            same("set_priority as a stranger", &actual, &expected)?;
+            if expected == Err(Fail::Denied("mallory".into())) {
+                // The refusal is recorded: one `AccessDenied` event.
+                model.last_seq += 1;
+            }
         }
         Op::Reopen => unreachable!("run() reopens"),
     }

@@ -701,3 +701,60 @@ fn a_database_held_open_is_refused_as_in_use() -> TestResult {
     db.flush()?;
     Ok(())
 }
+
+/// Format 4 stored project settings as bincode fields; format 5 stores them as JSON so
+/// that a new setting reads as its default. Opening a format-4 database rewrites its
+/// project records: settings, members and schema come back the same, the new setting at
+/// its default.
+#[test]
+fn a_format_4_database_has_its_project_settings_rewritten_when_opened() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let db = Db::open(&path)?;
+    db.create_project("admin", "mail", schema(SCHEMA))?;
+    db.add_assets("admin", "mail", (0..5).map(mail).collect())?;
+    db.change_settings("admin", "mail", |s| {
+        s.consensus = 2;
+        s.routing.insert("category".into(), 0.8);
+    })?;
+    db.set_member("admin", "mail", "root", labeldb::Role::Admin, Some("status:todo"))?;
+    let before = db.project("mail")?;
+    db.downgrade_to_format_4()?;
+    assert!(db
+        .verify()?
+        .problems
+        .iter()
+        .any(|p| p.message.contains("format version 4")));
+    drop(db);
+    let db = crate::reopen(&path)?;
+    assert_eq!(db.index_info().upgraded_from, Some(4));
+    assert_eq!(db.project("mail")?, before);
+    assert!(db.project("mail")?.settings.show_predictions_to_labelers);
+    let report = db.verify()?;
+    assert!(report.is_clean(), "after the upgrade: {:?}", report.problems);
+    Ok(())
+}
+
+/// Settings are checked before anything is written, and each changed setting is one
+/// event.
+#[test]
+fn settings_changes_are_checked_and_recorded_one_event_each() -> TestResult {
+    let (_dir, db) = crate::temp_db();
+    db.create_project("admin", "mail", schema(SCHEMA))?;
+    let seq = db.last_seq();
+    let bad = db.change_settings("admin", "mail", |s| s.review_coverage = 1.5);
+    assert!(
+        matches!(&bad, Err(Error::InvalidInput { what, .. }) if what == "setting review_coverage"),
+        "{bad:?}"
+    );
+    assert_eq!(db.last_seq(), seq, "nothing written");
+    let changed = db.change_settings("admin", "mail", |s| {
+        s.consensus = 3;
+        s.show_predictions_to_labelers = false;
+    })?;
+    assert_eq!(changed, ["consensus", "show_predictions_to_labelers"]);
+    assert_eq!(db.last_seq(), seq + 2);
+    assert!(db.change_settings("admin", "mail", |s| s.consensus = 3)?.is_empty());
+    assert_eq!(db.last_seq(), seq + 2);
+    Ok(())
+}

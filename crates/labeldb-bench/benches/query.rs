@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use labeldb::{Answer, Db, Filter, NewAsset, NewLabel, Schema, Sort, Status};
+use labeldb::{Answer, Db, Filter, NewAsset, NewLabel, Role, Schema, Sort, Status};
 use rusqlite::{params, Connection};
 
 mod common;
@@ -41,6 +41,8 @@ const PROJECT: &str = "p";
 const CACHE_BYTES: u64 = 256 << 20;
 
 const Q1: &str = "status:labeled AND label.topic:c7 AND NOT author:a3";
+/// The data scope of the session that repeats Q1's count.
+const SCOPE: &str = "NOT author:a1";
 const Q2: &str = "prediction.score < 0.5 AND status:todo";
 /// The parameters of the same queries for SQLite.
 const Q1_STATUS: Status = Status::Labeled;
@@ -52,6 +54,8 @@ const Q2_SCORE: f64 = 0.5;
 /// Targets from the issue.
 const TARGET_Q1_COUNT_MICROS: f64 = 100.0;
 const TARGET_Q1_COUNT_SPEEDUP: f64 = 500.0;
+/// Authorization and scope filtering may add this share to Q1's count.
+const TARGET_SESSION_COST: f64 = 0.10;
 const TARGET_REOPEN_RATIO: f64 = 1.5;
 const TARGET_BYTES_PER_ASSET: f64 = 16.0;
 
@@ -619,6 +623,20 @@ fn run(n: usize) -> BoxResult<()> {
             })
         });
     }
+    // Authorization and scope filtering: the same count through a reviewer's session
+    // whose scope holds most assets (a dense bitmap: the costliest intersection).
+    db.set_member("bench", PROJECT, "root", Role::Admin, None)?;
+    db.set_member("root", PROJECT, "rita", Role::Reviewer, Some(SCOPE))?;
+    let rita = db.as_user("rita")?;
+    let scoped = rita.count(PROJECT, &f1)?;
+    let want = db.count(PROJECT, &f1.clone().and(labeldb::query::parse(SCOPE)?))?;
+    if scoped != want || scoped == c1 {
+        return Err(format!("session count {scoped}, expected {want} (of {c1} unscoped)").into());
+    }
+    println!("{Q1:?} in scope {SCOPE:?}: {scoped} assets");
+    group.bench_function("session/q1_count", |b| {
+        b.iter_custom(|iters| samples.run("session/q1_count", iters, || rita.count(PROJECT, &f1).expect("count")))
+    });
     group.finish();
 
     // Reopen: labeldb is flushed and closed, so each iteration's drop has nothing to
@@ -691,6 +709,20 @@ fn run(n: usize) -> BoxResult<()> {
             "q1 count: {micros:.1} µs (target <= {TARGET_Q1_COUNT_MICROS} µs: {}), {speedup:.0}x SQLite (target >= {TARGET_Q1_COUNT_SPEEDUP}x: {})",
             verdict(micros <= TARGET_Q1_COUNT_MICROS),
             verdict(speedup >= TARGET_Q1_COUNT_SPEEDUP)
+        );
+    }
+    if let (Some(l), Some(s)) = (
+        median("labeldb/q1_count", query_samples),
+        median("session/q1_count", query_samples),
+    ) {
+        let cost = s.as_secs_f64() / l.as_secs_f64() - 1.0;
+        println!(
+            "q1 count through a scoped session: {} vs {}: {:+.1}% (target <= +{:.0}%: {})",
+            fmt_duration(s),
+            fmt_duration(l),
+            cost * 100.0,
+            TARGET_SESSION_COST * 100.0,
+            verdict(cost <= TARGET_SESSION_COST)
         );
     }
     if let (Some(l), Some(s)) = (

@@ -14,6 +14,17 @@ pub(crate) struct Cli {
     /// (1M assets: ~1 GB at 256, ~0.5 GB at 32, in the same time).
     #[arg(long, global = true, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub(crate) cache_mib: u64,
+    /// Act as this user: every call is authorized by their role and data scope in the
+    /// project (docs/access.md). Without it the CLI is the application, with every right.
+    /// (Its id differs from the field name: `member add` has a positional USER.)
+    #[arg(
+        long = "user",
+        id = "acting_user",
+        value_name = "NAME",
+        global = true,
+        env = "LABELDB_USER"
+    )]
+    pub(crate) acting_user: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -211,6 +222,16 @@ pub(crate) struct AuditArgs {
     /// Only events after this seq.
     #[arg(long, default_value_t = 0)]
     pub(crate) since: u64,
+    /// Only events of this action (`AccessDenied`, `LabelAdded`, `MemberSet`, ...; case
+    /// and dashes ignored: `access-denied`).
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. 2026-12-07T09:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) from: Option<u64>,
+    /// Only events before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) to: Option<u64>,
     /// Print JSON (one array).
     #[arg(long)]
     pub(crate) json: bool,
@@ -436,4 +457,13 @@ pub(crate) struct ModelRegisterArgs {
     /// Who registers it.
     #[arg(long, default_value = "admin")]
     pub(crate) actor: String,
+}
+
+/// An RFC 3339 time as milliseconds since the Unix epoch.
+fn parse_time(s: &str) -> Result<u64, String> {
+    let t = humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
+    let since = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?;
+    u64::try_from(since.as_millis()).map_err(|_| format!("{s:?} is too far in the future"))
 }

@@ -45,6 +45,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let g = cmd::Global {
         db: cli.db,
         cache_mib: cli.cache_mib,
+        user: cli.acting_user,
     };
     match cli.command {
         Command::Init => cmd::project::init(&g),

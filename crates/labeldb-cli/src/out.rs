@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use anyhow::Result;
-use labeldb::{Answer, Content, Db, Hit, Stats, Status};
+use labeldb::{Answer, Content, Hit, Session, Stats, Status};
 
 /// `writeln!` that returns the error from the enclosing function.
 macro_rules! say {
@@ -43,7 +43,7 @@ pub(crate) fn answer_text(a: &Answer, content: &Content) -> String {
 }
 
 /// Search or ranked-query hits: JSON, or one line each with score and snippet.
-pub(crate) fn print_hits(db: &Db, count: u64, hits: &[Hit], json: bool) -> Result<()> {
+pub(crate) fn print_hits(db: &Session, count: u64, hits: &[Hit], json: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
         let mut list = Vec::with_capacity(hits.len());

@@ -13,15 +13,17 @@ use crate::args::{QueryArgs, SearchArgs, SortArg};
 use crate::out::{print_hits, print_json, say};
 
 pub(crate) fn search(g: &Global, a: SearchArgs) -> Result<ExitCode> {
-    let db = g.open()?;
+    let app = g.open()?;
+    let db = &g.session(&app, "cli")?;
     let filter = a.filter.map(|f| labeldb::query::parse(&f)).transpose()?;
     let (count, hits) = db.search(&a.project, &a.text, filter.as_ref(), a.limit)?;
-    print_hits(&db, count, &hits, a.json)?;
+    print_hits(db, count, &hits, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn query(g: &Global, a: QueryArgs) -> Result<ExitCode> {
-    let db = g.open()?;
+    let app = g.open()?;
+    let db = &g.session(&app, "cli")?;
     let filter = labeldb::query::parse(&a.query)?;
     if a.count {
         say!(io::stdout(), "{}", db.count(&a.project, &filter)?);
@@ -30,7 +32,7 @@ pub(crate) fn query(g: &Global, a: QueryArgs) -> Result<ExitCode> {
     let sort = match a.sort {
         None if labeldb::query::has_text(&filter) && a.after.is_none() && !a.facets => {
             let (count, hits) = db.ranked(&a.project, &filter, a.limit)?;
-            print_hits(&db, count, &hits, a.json)?;
+            print_hits(db, count, &hits, a.json)?;
             return Ok(ExitCode::SUCCESS);
         }
         None | Some(SortArg::Id) => Sort::Id,

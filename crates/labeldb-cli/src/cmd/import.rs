@@ -35,10 +35,12 @@ pub(crate) fn run(g: &Global, a: ImportArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let result = db.import_file(&a.actor, &a.project, &a.file, &options, |r| {
-        bar.set_position(r.bytes);
-        bar.set_message(format!("{} imported, {} duplicates", r.imported, r.duplicates));
-    });
+    let result = g
+        .session(&db, &a.actor)?
+        .import_file(&a.project, &a.file, &options, |r| {
+            bar.set_position(r.bytes);
+            bar.set_message(format!("{} imported, {} duplicates", r.imported, r.duplicates));
+        });
     bar.finish_and_clear();
     let report = result?;
     db.flush()?;

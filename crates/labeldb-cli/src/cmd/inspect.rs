@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use labeldb::{asset_json, event_json, label_json, stats_json, Asset, Content, Db, Label, Source};
+use labeldb::{asset_json, event_json, label_json, stats_json, Asset, Content, Label, Session, Source};
 use serde_json::json;
 
 use super::Global;
@@ -12,7 +12,8 @@ use crate::args::{AuditArgs, ShowArgs, StatsArgs};
 use crate::out::{answer_text, print_json, print_stats, say};
 
 pub(crate) fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode> {
-    let db = g.open()?;
+    let app = g.open()?;
+    let db = &g.session(&app, "cli")?;
     let s = db.stats(&a.project)?;
     if a.json {
         print_json(&stats_json(&a.project, &s))?;
@@ -23,7 +24,8 @@ pub(crate) fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode> {
 }
 
 pub(crate) fn show(g: &Global, a: ShowArgs) -> Result<ExitCode> {
-    let db = g.open()?;
+    let app = g.open()?;
+    let db = &g.session(&app, "cli")?;
     let asset = db.asset_by_external_id(&a.project, &a.external_id)?;
     let history = db.history(asset.id)?;
     let mut lineage = Vec::new();
@@ -42,13 +44,13 @@ pub(crate) fn show(g: &Global, a: ShowArgs) -> Result<ExitCode> {
             .collect();
         print_json(&json!({"asset": asset_json(&asset), "labels": labels, "lineage": lineage}))?;
     } else {
-        print_asset(&db, &a.project, &asset, &history, &lineage)?;
+        print_asset(db, &a.project, &asset, &history, &lineage)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// An asset, its labels and their lineage as text.
-fn print_asset(db: &Db, project: &str, asset: &Asset, history: &[Label], lineage: &[Vec<Label>]) -> Result<()> {
+fn print_asset(db: &Session, project: &str, asset: &Asset, history: &[Label], lineage: &[Vec<Label>]) -> Result<()> {
     let mut out = io::stdout().lock();
     say!(out, "{} {} in {project}", asset.external_id, asset.id);
     match &asset.content {
@@ -106,8 +108,21 @@ fn print_asset(db: &Db, project: &str, asset: &Asset, history: &[Label], lineage
 }
 
 pub(crate) fn audit(g: &Global, a: AuditArgs) -> Result<ExitCode> {
-    let db = g.open()?;
-    let events = db.audit_project(&a.project, a.actor.as_deref(), a.since)?;
+    let app = g.open()?;
+    let db = &g.session(&app, "cli")?;
+    let mut events = db.audit_project(&a.project, a.actor.as_deref(), a.since)?;
+    let norm = |s: &str| s.replace(['-', '_'], "").to_lowercase();
+    let action = a.action.as_deref().map(norm);
+    events.retain(|e| {
+        let name = serde_json::to_value(&e.action)
+            .ok()
+            .and_then(|v| v.as_object().and_then(|o| o.keys().next().cloned()));
+        action
+            .as_ref()
+            .is_none_or(|want| name.is_some_and(|n| norm(&n) == *want))
+            && a.from.is_none_or(|t| e.at >= t)
+            && a.to.is_none_or(|t| e.at < t)
+    });
     if a.json {
         print_json(&json!(events.iter().map(event_json).collect::<Vec<_>>()))?;
     } else {

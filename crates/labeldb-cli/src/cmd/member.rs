@@ -13,11 +13,17 @@ use crate::out::{print_json, say};
 
 pub(crate) fn run(g: &Global, command: MemberCommand) -> Result<ExitCode> {
     let db = g.open()?;
+    let actor = match &command {
+        MemberCommand::Add(a) => a.actor.as_str(),
+        MemberCommand::Remove(a) => a.actor.as_str(),
+        MemberCommand::List(_) => "cli",
+    };
+    let s = g.session(&db, actor)?;
     let mut out = io::stdout().lock();
     match command {
         MemberCommand::Add(a) => {
             let role: Role = a.role.parse()?;
-            db.set_member(&a.actor, &a.project, &a.user, role, a.scope.as_deref())?;
+            s.set_member(&a.project, &a.user, role, a.scope.as_deref())?;
             db.flush()?;
             match &a.scope {
                 Some(q) => say!(out, "member {:?} of {}: {role}, scope {q}", a.user, a.project),
@@ -25,7 +31,7 @@ pub(crate) fn run(g: &Global, command: MemberCommand) -> Result<ExitCode> {
             }
         }
         MemberCommand::List(a) => {
-            let members = db.members(&a.project)?;
+            let members = s.members(&a.project)?;
             if a.json {
                 drop(out);
                 let list: Vec<_> = members
@@ -40,7 +46,7 @@ pub(crate) fn run(g: &Global, command: MemberCommand) -> Result<ExitCode> {
             }
         }
         MemberCommand::Remove(a) => {
-            db.remove_member(&a.actor, &a.project, &a.user)?;
+            s.remove_member(&a.project, &a.user)?;
             db.flush()?;
             say!(out, "removed member {:?} of {}", a.user, a.project);
         }

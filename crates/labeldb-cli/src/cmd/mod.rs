@@ -13,7 +13,7 @@ pub(crate) mod verify;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use labeldb::Db;
+use labeldb::{Db, Session};
 
 /// The options every command takes.
 pub(crate) struct Global {
@@ -21,11 +21,30 @@ pub(crate) struct Global {
     pub(crate) db: PathBuf,
     /// sled's page cache in MiB.
     pub(crate) cache_mib: u64,
+    /// `--user`: act through this user's session; `None`: as the application.
+    pub(crate) user: Option<String>,
 }
 
 impl Global {
     /// Opens the existing database (only `init` and `demo` create one), with a note on
     /// stderr when opening upgraded it or rebuilt derived data.
+    /// The handle commands act through: the `--user`'s session, authorized on every
+    /// call, or without `--user` the application's, recording `actor`.
+    pub(crate) fn session(&self, db: &Db, actor: &str) -> Result<Session> {
+        Ok(match &self.user {
+            Some(user) => db.as_user(user)?,
+            None => db.as_application(actor)?,
+        })
+    }
+
+    /// Refuses `--user` for a command that only the application runs.
+    pub(crate) fn application_only(&self, what: &str) -> Result<()> {
+        if let Some(user) = &self.user {
+            bail!("{what} acts on the whole database, as the application: run it without --user (given: {user:?})");
+        }
+        Ok(())
+    }
+
     pub(crate) fn open(&self) -> Result<Db> {
         if !self.db.exists() {
             bail!(

@@ -16,7 +16,9 @@ pub(crate) fn run(g: &Global, command: ModelCommand) -> Result<ExitCode> {
     let Source::Model { name, version } = Source::model(&a.model)? else {
         bail!("{:?} is not NAME@VERSION", a.model);
     };
-    let info = db.register_model(&a.actor, &a.project, &name, &version, &a.trained_on)?;
+    let info = g
+        .session(&db, &a.actor)?
+        .register_model(&a.project, &name, &version, &a.trained_on)?;
     db.flush()?;
     say!(
         io::stdout(),

@@ -31,6 +31,7 @@ pub(crate) fn run(g: &Global, command: ProjectCommand) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     match command {
         ProjectCommand::Create(a) => {
+            g.application_only("project create")?;
             let text = std::fs::read_to_string(&a.schema).with_context(|| format!("reading {}", a.schema.display()))?;
             let schema = Schema::from_json(&text).with_context(|| format!("in {}", a.schema.display()))?;
             let id = db.create_project(&a.actor, &a.name, schema)?;
@@ -38,7 +39,11 @@ pub(crate) fn run(g: &Global, command: ProjectCommand) -> Result<ExitCode> {
             say!(out, "created project {:?} ({id})", a.name);
         }
         ProjectCommand::List(a) => {
-            let projects = db.projects();
+            let mut projects = db.projects();
+            if let Some(user) = &g.user {
+                // A user lists the projects they are a member of.
+                projects.retain(|p| p.members.contains_key(user));
+            }
             if a.json {
                 drop(out);
                 print_json(&json!(projects.iter().map(|p| project_json(p)).collect::<Vec<_>>()))?;

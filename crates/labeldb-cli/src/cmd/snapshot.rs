@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use labeldb::{diff_json, snapshot_json, Db, Ratios, Selection, Shard};
+use labeldb::{diff_json, snapshot_json, Ratios, Selection, Session, Shard};
 use serde_json::json;
 
 use super::Global;
@@ -12,10 +12,11 @@ use crate::args::{SnapshotCommand, SnapshotCreateArgs, SnapshotExportArgs, Snaps
 use crate::out::{print_json, say};
 
 pub(crate) fn run(g: &Global, command: SnapshotCommand) -> Result<ExitCode> {
-    let db = g.open()?;
+    let app = g.open()?;
+    let db = &g.session(&app, "cli")?;
     let mut out = io::stdout().lock();
     match command {
-        SnapshotCommand::Create(a) => create(&db, a)?,
+        SnapshotCommand::Create(a) => create(&g.session(&app, &a.actor)?, a)?,
         SnapshotCommand::List(a) => {
             let list = db.snapshots(&a.project)?;
             if a.json {
@@ -42,7 +43,7 @@ pub(crate) fn run(g: &Global, command: SnapshotCommand) -> Result<ExitCode> {
                 }
             }
         }
-        SnapshotCommand::Show(a) => show(&db, a)?,
+        SnapshotCommand::Show(a) => show(db, a)?,
         SnapshotCommand::Diff(a) => {
             let d = db.snapshot(&a.project, &a.a)?.diff(&db.snapshot(&a.project, &a.b)?)?;
             if a.json {
@@ -68,13 +69,13 @@ pub(crate) fn run(g: &Global, command: SnapshotCommand) -> Result<ExitCode> {
             }
         }
         SnapshotCommand::Tag(a) => {
-            db.tag_snapshot(&a.actor, &a.project, &a.tag, &a.name)?;
-            db.flush()?;
+            g.session(&app, &a.actor)?.tag_snapshot(&a.project, &a.tag, &a.name)?;
+            db.db().flush()?;
             say!(out, "tag {:?} -> snapshot {:?}", a.tag, a.name);
         }
         SnapshotCommand::Delete(a) => {
-            db.delete_snapshot(&a.actor, &a.project, &a.name)?;
-            db.flush()?;
+            g.session(&app, &a.actor)?.delete_snapshot(&a.project, &a.name)?;
+            db.db().flush()?;
             say!(out, "deleted snapshot {:?}", a.name);
         }
         SnapshotCommand::Verify(a) => {
@@ -97,17 +98,17 @@ pub(crate) fn run(g: &Global, command: SnapshotCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        SnapshotCommand::Export(a) => export(&db, a)?,
+        SnapshotCommand::Export(a) => export(db, a)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn create(db: &Db, a: SnapshotCreateArgs) -> Result<()> {
+fn create(db: &Session, a: SnapshotCreateArgs) -> Result<()> {
     let f = labeldb::query::parse(&a.filter)?;
     let selection: Selection = a.selection.parse()?;
     let started = std::time::Instant::now();
-    let info = db.create_snapshot(&a.actor, &a.project, &a.name, &f, &selection)?;
-    db.flush()?;
+    let info = db.create_snapshot(&a.project, &a.name, &f, &selection)?;
+    db.db().flush()?;
     if a.json {
         print_json(&snapshot_json(&info, &[]))?;
     } else {
@@ -123,7 +124,7 @@ fn create(db: &Db, a: SnapshotCreateArgs) -> Result<()> {
     Ok(())
 }
 
-fn show(db: &Db, a: SnapshotShowArgs) -> Result<()> {
+fn show(db: &Session, a: SnapshotShowArgs) -> Result<()> {
     let info = db.snapshot_info(&a.project, &a.name)?;
     let tags = db.snapshot_tags(&a.project, &info.name)?;
     if a.json {
@@ -141,7 +142,7 @@ fn show(db: &Db, a: SnapshotShowArgs) -> Result<()> {
     Ok(())
 }
 
-fn export(db: &Db, a: SnapshotExportArgs) -> Result<()> {
+fn export(db: &Session, a: SnapshotExportArgs) -> Result<()> {
     let mut snap = db.snapshot(&a.project, &a.name)?;
     if let Some(split) = &a.split {
         let ratios: Ratios = a.ratios.parse()?;

@@ -11,6 +11,7 @@ use crate::args::VerifyArgs;
 use crate::out::{print_json, say};
 
 pub(crate) fn run(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
+    g.application_only("verify")?;
     let db = g.open()?;
     let mut out = io::stdout().lock();
     if a.repair {
