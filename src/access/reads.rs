@@ -127,7 +127,7 @@ impl Session {
         };
         match &access.scope {
             Some(scope) => {
-                let cut = AssetSet::from_bitmap(set.bitmap() & scope.as_ref());
+                let cut = AssetSet::from_bitmap(set.bitmap() & &scope.visible);
                 self.db.page(project, &cut, sort, limit, after)
             }
             None => self.db.page(project, set, sort, limit, after),
@@ -187,7 +187,7 @@ impl Session {
         let access = self.authorize(Operation::ReadSnapshots, Target::Project(project))?;
         let snapshot = self.db.snapshot(project, name_or_tag)?;
         Ok(match &access.scope {
-            Some(scope) => snapshot.within(scope),
+            Some(scope) => snapshot.within(&scope.visible),
             None => snapshot,
         })
     }

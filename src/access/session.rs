@@ -37,7 +37,15 @@ enum Principal {
 
 /// Scope sets by project and scope query, with the index seq they were evaluated at:
 /// an entry is used while the indexes have not moved, and evaluated again after a write.
-type ScopeCache = HashMap<(ProjectId, String), (Seq, Arc<Bitmap>)>;
+type ScopeCache = HashMap<(ProjectId, String), (Seq, Arc<Scope>)>;
+
+/// A data scope's assets.
+pub(super) struct Scope {
+    /// The assets in scope.
+    pub visible: Bitmap,
+    /// The project's other assets, kept when they are the fewer (see [`View::hidden`]).
+    pub hidden: Option<Bitmap>,
+}
 
 /// What a call was granted: the project, and what of it the caller sees.
 pub(super) struct Access {
@@ -47,7 +55,7 @@ pub(super) struct Access {
     /// `Blind` for blind consensus, else `Allow`.
     pub grant: Grant,
     /// The assets in the member's data scope (`None`: no scope).
-    pub scope: Option<Arc<Bitmap>>,
+    pub scope: Option<Arc<Scope>>,
     /// The asset the call is about, when it names one.
     pub asset: Option<Asset>,
 }
@@ -143,7 +151,7 @@ impl Session {
             None => None,
         };
         if let (Some(a), Some(s)) = (&asset, &scope) {
-            if !s.contains(a.id.0) {
+            if !s.visible.contains(a.id.0) {
                 return Err(self.deny(op.as_str(), Some(project.id), resource()));
             }
         }
@@ -181,7 +189,7 @@ impl Session {
     }
 
     /// The assets of a scope query, from the cache while the indexes have not moved.
-    fn scope_set(&self, project: &Project, scope: &str) -> Result<Arc<Bitmap>> {
+    fn scope_set(&self, project: &Project, scope: &str) -> Result<Arc<Scope>> {
         let seq = self.db.indexes().seq;
         let key = (project.id, scope.to_string());
         if let Some((at, set)) = self.scopes.lock().get(&key) {
@@ -189,7 +197,9 @@ impl Session {
                 return Ok(set.clone());
             }
         }
-        let set = Arc::new(self.db.scope_set(project, &query::parse(scope)?)?);
+        let (visible, hidden) = self.db.scope_set(project, &query::parse(scope)?)?;
+        let hidden = (hidden.cardinality() < visible.cardinality()).then_some(hidden);
+        let set = Arc::new(Scope { visible, hidden });
         self.scopes.lock().insert(key, (seq, set.clone()));
         Ok(set)
     }
@@ -198,7 +208,7 @@ impl Session {
 impl Access {
     /// Whether the caller sees this asset (in their scope).
     pub fn sees(&self, id: AssetId) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.contains(id.0))
+        self.scope.as_ref().is_none_or(|s| s.visible.contains(id.0))
     }
 
     /// Whether the caller sees this label: blind views see their own annotations and,
@@ -227,7 +237,8 @@ impl Access {
             return None;
         }
         Some(View {
-            visible: self.scope.as_deref(),
+            visible: self.scope.as_ref().map(|s| &s.visible),
+            hidden: self.scope.as_ref().and_then(|s| s.hidden.as_ref()),
             blind,
         })
     }

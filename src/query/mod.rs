@@ -150,14 +150,20 @@ impl Db {
                 _ => (a.as_ref(), b.as_ref(), false),
             };
             let (l, r) = (ev.eval(x)?, ev.eval(y)?);
-            let l = ev.restrict(l);
-            let counted = match (ev.deleted(), negated) {
+            let deleted = ev.deleted();
+            let counted = |l: &Bitmap| match (deleted, negated) {
                 (None, true) => l.andnot_cardinality(&r),
                 (None, false) => l.and_cardinality(&r),
-                (Some(deleted), true) => (l.as_ref() - r.as_ref()).andnot_cardinality(deleted),
-                (Some(deleted), false) => (l.as_ref() & r.as_ref()).andnot_cardinality(deleted),
+                (Some(deleted), true) => (l - r.as_ref()).andnot_cardinality(deleted),
+                (Some(deleted), false) => (l & r.as_ref()).andnot_cardinality(deleted),
             };
-            Ok(counted)
+            // The count is additive over disjoint parts of `l`: within a scope whose
+            // complement is the smaller set, count all of `l` and take away its hidden
+            // part, rather than cutting `l` to the scope.
+            if let Some(hidden) = ev.view.and_then(|v| v.hidden) {
+                return Ok(counted(&l) - counted(&(l.as_ref() & hidden)));
+            }
+            Ok(counted(&ev.restrict(l)))
         })
     }
 
@@ -407,9 +413,13 @@ impl Db {
     }
 
     /// The assets of a project that a data scope's filter matches, soft-deleted ones
-    /// included (a member in scope may restore them).
-    pub(crate) fn scope_set(&self, project: &Project, filter: &Filter) -> Result<Bitmap> {
-        self.evaluate(project, None, |ev| Ok(ev.eval(filter)?.into_owned()))
+    /// included (a member in scope may restore them), and the project's other assets.
+    pub(crate) fn scope_set(&self, project: &Project, filter: &Filter) -> Result<(Bitmap, Bitmap)> {
+        self.evaluate(project, None, |ev| {
+            let visible = ev.eval(filter)?.into_owned();
+            let hidden = &ev.index.all - &visible;
+            Ok((visible, hidden))
+        })
     }
 
     /// The exact value of a numeric field for an asset, from primary data.

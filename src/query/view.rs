@@ -17,6 +17,9 @@ use crate::model::label::{LabelKind, Source};
 pub(crate) struct View<'v> {
     /// The assets they may see; every result is cut to these (`None`: all of them).
     pub visible: Option<&'v Bitmap>,
+    /// The project's other assets, when they are fewer than the visible ones (counts
+    /// subtract them: cheaper than an intersection with the larger set).
+    pub hidden: Option<&'v Bitmap>,
     /// `Some`: blind consensus — label-derived filters and counts see only this user's
     /// own annotations, plus machine labels when `predictions`.
     pub blind: Option<Blind<'v>>,

@@ -560,6 +560,39 @@ fn check_filtered(cell: &str, user: &str, role: Role, scope: &BTreeSet<AssetId>,
     }
 }
 
+/// The matrix as the markdown table that docs/access.md holds.
+fn matrix_markdown(matrix: &[(&'static str, Call, [Cell; 7])]) -> String {
+    let mut out = String::from("| `Session` method |");
+    for (user, role) in CALLERS {
+        let role = role.map_or("not a member".to_string(), |r| r.to_string());
+        out += &format!(" {user} ({role}) |");
+    }
+    out += "\n|---|";
+    out += &"---|".repeat(CALLERS.len());
+    for (method, _, cells) in matrix {
+        out += &format!("\n| `{method}` |");
+        for cell in cells {
+            out += match cell {
+                A => " allowed |",
+                F => " filtered |",
+                D => " denied |",
+            };
+        }
+    }
+    out + "\n"
+}
+
+#[test]
+fn docs_access_md_holds_the_permission_matrix() -> TestResult {
+    let table = matrix_markdown(&matrix());
+    let docs = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/access.md"))?;
+    assert!(
+        docs.contains(&table),
+        "docs/access.md does not hold the permission matrix; it should read:\n{table}"
+    );
+    Ok(())
+}
+
 #[test]
 fn every_session_method_as_every_role_is_allowed_filtered_or_denied_as_the_matrix_says() -> TestResult {
     let matrix = matrix();

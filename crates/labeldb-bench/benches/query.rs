@@ -642,6 +642,7 @@ fn run(n: usize) -> BoxResult<()> {
     // Reopen: labeldb is flushed and closed, so each iteration's drop has nothing to
     // write; raw sled opens its copy of the same bytes and reads one key.
     db.flush()?;
+    drop(rita); // a session holds the database open too
     drop(db);
     let reopen_samples = 10;
     let mut group = c.benchmark_group("reopen");
