@@ -14,7 +14,7 @@ use crate::model::error::{Error, Result};
 use crate::model::event::{Action, Seq};
 use crate::model::label::{Label, LabelKind, Source};
 use crate::model::project::{Project, ProjectId, Role};
-use crate::query::{self, View};
+use crate::query::{self, ScopedLeaves, View};
 
 /// A handle that acts for one user: every call is authorized against the user's role
 /// and data scope in the project it touches before it reads or writes
@@ -43,8 +43,8 @@ type ScopeCache = HashMap<(ProjectId, String), (Seq, Arc<Scope>)>;
 pub(super) struct Scope {
     /// The assets in scope.
     pub visible: Bitmap,
-    /// The project's other assets, kept when they are the fewer (see [`View::hidden`]).
-    pub hidden: Option<Bitmap>,
+    /// Query leaves cut to the scope, filled as queries use them.
+    pub leaves: ScopedLeaves,
 }
 
 /// What a call was granted: the project, and what of it the caller sees.
@@ -139,10 +139,10 @@ impl Session {
                 asset,
             });
         };
-        let Some(member) = project.members.get(user.as_ref()).cloned() else {
+        let Some(member) = project.members.get(user.as_ref()) else {
             return Err(self.deny(op.as_str(), Some(project.id), resource()));
         };
-        let g = grant(member.role, op);
+        let (role, g) = (member.role, grant(member.role, op));
         if g == Grant::Deny {
             return Err(self.deny(op.as_str(), Some(project.id), resource()));
         }
@@ -157,7 +157,7 @@ impl Session {
         }
         Ok(Access {
             project,
-            role: Some(member.role),
+            role: Some(role),
             grant: g,
             scope,
             asset,
@@ -197,9 +197,10 @@ impl Session {
                 return Ok(set.clone());
             }
         }
-        let (visible, hidden) = self.db.scope_set(project, &query::parse(scope)?)?;
-        let hidden = (hidden.cardinality() < visible.cardinality()).then_some(hidden);
-        let set = Arc::new(Scope { visible, hidden });
+        let set = Arc::new(Scope {
+            visible: self.db.scope_set(project, &query::parse(scope)?)?,
+            leaves: ScopedLeaves::default(),
+        });
         self.scopes.lock().insert(key, (seq, set.clone()));
         Ok(set)
     }
@@ -238,7 +239,7 @@ impl Access {
         }
         Some(View {
             visible: self.scope.as_ref().map(|s| &s.visible),
-            hidden: self.scope.as_ref().and_then(|s| s.hidden.as_ref()),
+            leaves: self.scope.as_ref().map(|s| &s.leaves),
             blind,
         })
     }

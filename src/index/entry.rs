@@ -30,9 +30,6 @@ pub(crate) enum Key {
     /// The latest labels of this kind score exactly this one job. The job's score is
     /// then the job-less one, and only `NumKey::Score(kind, None)` holds it.
     ScoredOnly(LabelKind, String),
-    /// Classes in one annotator's latest annotation: (user, job, class). Blind consensus
-    /// answers a labeler's class filters from their own labels alone.
-    AuthorClass(String, String, String),
 }
 
 /// An indexed metadata value.
@@ -115,18 +112,10 @@ pub(crate) fn derive(asset: &Asset, history: &[Label]) -> Entry {
     let annotators = latest.keys().filter(|(k, _)| *k == LabelKind::Annotation).count();
     e.nums.insert(NumKey::Seconds, seconds);
     e.nums.insert(NumKey::Labels, annotators as f64);
-    for ((kind, source), l) in &latest {
-        let author = match source {
-            Some(Source::Human { user }) if *kind == LabelKind::Annotation => Some(user),
-            _ => None,
-        };
+    for ((kind, _), l) in &latest {
         for (job, answer) in &l.answers {
             for class in answer.class_occurrences() {
                 e.keys.insert(Key::Class(*kind, job.clone(), class.to_string()));
-                if let Some(user) = author {
-                    e.keys
-                        .insert(Key::AuthorClass(user.clone(), job.clone(), class.to_string()));
-                }
             }
         }
     }

@@ -396,7 +396,7 @@ pub(crate) fn allocated(bm: &Bitmap) -> usize {
 
 /// The layout of the derived indexes: what [`derive`] emits and how numeric buckets
 /// are cut. A checkpoint of another layout is rebuilt rather than loaded.
-pub(crate) const LAYOUT: u32 = 3;
+pub(crate) const LAYOUT: u32 = 2;
 
 /// The checkpointed form of [`Indexes`].
 #[derive(Serialize, Deserialize)]

@@ -9,14 +9,14 @@ mod parser;
 mod view;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use croaring::Bitmap;
 
 pub use ast::{CmpOp, Filter, NumField, TextQuery};
 pub use parser::{parse, to_query_string, MAX_NESTING, MAX_OPERATORS};
-pub(crate) use view::{Blind, View};
+pub(crate) use view::{Blind, ScopedLeaves, View};
 
 use crate::engine::{read_history, Db};
 use crate::index::numeric::BUCKET_SHIFT;
@@ -149,21 +149,14 @@ impl Db {
                 (x, Filter::Not(y)) | (Filter::Not(y), x) => (x, y.as_ref(), true),
                 _ => (a.as_ref(), b.as_ref(), false),
             };
-            let (l, r) = (ev.eval(x)?, ev.eval(y)?);
-            let deleted = ev.deleted();
-            let counted = |l: &Bitmap| match (deleted, negated) {
+            // `x` comes cut to the scope: the cut is pushed down to one of its leaves.
+            let (l, r) = (ev.eval_scoped(x)?, ev.eval(y)?);
+            Ok(match (ev.deleted(), negated) {
                 (None, true) => l.andnot_cardinality(&r),
                 (None, false) => l.and_cardinality(&r),
-                (Some(deleted), true) => (l - r.as_ref()).andnot_cardinality(deleted),
-                (Some(deleted), false) => (l & r.as_ref()).andnot_cardinality(deleted),
-            };
-            // The count is additive over disjoint parts of `l`: within a scope whose
-            // complement is the smaller set, count all of `l` and take away its hidden
-            // part, rather than cutting `l` to the scope.
-            if let Some(hidden) = ev.view.and_then(|v| v.hidden) {
-                return Ok(counted(&l) - counted(&(l.as_ref() & hidden)));
-            }
-            Ok(counted(&ev.restrict(l)))
+                (Some(deleted), true) => (l.as_ref() - r.as_ref()).andnot_cardinality(deleted),
+                (Some(deleted), false) => (l.as_ref() & r.as_ref()).andnot_cardinality(deleted),
+            })
         })
     }
 
@@ -400,26 +393,40 @@ impl Db {
                 Key::Class(LabelKind::Annotation, job, class) if n > 0 && blind.is_none() => {
                     f.by_class.entry(job.clone()).or_default().insert(class.clone(), n);
                 }
-                Key::AuthorClass(user, job, class) if n > 0 && blind.is_some_and(|b| b.user == user) => {
-                    f.by_class.entry(job.clone()).or_default().insert(class.clone(), n);
-                }
                 Key::Author(a) if n > 0 && blind.is_none_or(|b| b.user == a) => {
                     f.by_author.insert(a.clone(), n);
                 }
                 _ => {}
             }
         }
+        if let Some(b) = blind {
+            // Their own latest annotation of each asset they annotated, from its records.
+            let own = p
+                .bitmap(&Key::Author(b.user.to_string()))
+                .map_or_else(Bitmap::new, |a| a & &set.0);
+            for id in own.iter() {
+                let Some(label) = view::own_latest(self, b.user, AssetId(id))? else {
+                    continue;
+                };
+                for (job, answer) in &label.answers {
+                    let classes: BTreeSet<&str> = answer.class_occurrences().collect();
+                    for class in classes {
+                        *f.by_class
+                            .entry(job.clone())
+                            .or_default()
+                            .entry(class.to_string())
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
         Ok(f)
     }
 
     /// The assets of a project that a data scope's filter matches, soft-deleted ones
-    /// included (a member in scope may restore them), and the project's other assets.
-    pub(crate) fn scope_set(&self, project: &Project, filter: &Filter) -> Result<(Bitmap, Bitmap)> {
-        self.evaluate(project, None, |ev| {
-            let visible = ev.eval(filter)?.into_owned();
-            let hidden = &ev.index.all - &visible;
-            Ok((visible, hidden))
-        })
+    /// included (a member in scope may restore them).
+    pub(crate) fn scope_set(&self, project: &Project, filter: &Filter) -> Result<Bitmap> {
+        self.evaluate(project, None, |ev| Ok(ev.eval(filter)?.into_owned()))
     }
 
     /// The exact value of a numeric field for an asset, from primary data.
@@ -581,7 +588,7 @@ impl<'a> Eval<'a> {
                 if !j.has_class(class) {
                     return Err(Error::invalid("query", format!("job {job:?} has no class {class:?}")));
                 }
-                if let Some(hidden) = self.blind_class(*kind, job, class) {
+                if let Some(hidden) = self.blind_class(*kind, job, class)? {
                     return Ok(hidden);
                 }
                 self.bitmap(&Key::Class(*kind, job.clone(), class.clone()))
@@ -663,8 +670,7 @@ fn with_unscored(mut best: Vec<(AssetId, f32)>, set: &Bitmap, limit: usize) -> V
 
 /// The assets matching `filter`, without soft-deleted ones unless it mentions `deleted`.
 fn select_in(ev: &mut Eval<'_>, filter: &Filter) -> Result<Bitmap> {
-    let evaluated = ev.eval(filter)?;
-    let mut out = ev.restrict(evaluated).into_owned();
+    let mut out = ev.eval_scoped(filter)?.into_owned();
     if let Some(deleted) = ev.deleted() {
         out -= deleted;
     }

@@ -828,3 +828,57 @@ fn a_scope_follows_writes() -> TestResult {
     assert!(matches!(ro.asset(f.a1), Err(Error::Denied { .. })));
     Ok(())
 }
+
+/// A scoped member's counts and selections equal the application's over `filter AND
+/// scope`, for every shape the evaluator pushes the scope into (a leaf, either side of
+/// an AND, an AND NOT, an OR, text), and stay equal after writes move the scope and
+/// the leaves it caches.
+#[test]
+fn scoped_queries_equal_the_filter_and_the_scope() -> TestResult {
+    let (_dir, db, f) = fixture()?;
+    let rita = db.as_user("rita")?;
+    let scope = labeldb::query::parse(SCOPE)?;
+    let queries = [
+        "*",
+        "status:todo",
+        "status:labeled",
+        "label.category:complaint",
+        "author:bob",
+        "status:labeled AND label.category:complaint",
+        "label.category:complaint AND NOT author:alice",
+        "NOT author:alice AND label.category:complaint",
+        "author:bob AND status:labeled AND NOT author:alice",
+        "meta.country:de AND author:carol",
+        "(author:alice OR author:carol) AND NOT status:todo",
+        "bolts AND author:bob",
+        "bolts",
+        "honeypot OR author:carol",
+        "honeypot AND NOT author:bob",
+    ];
+    let check = |round: &str| -> TestResult {
+        for q in queries {
+            let filter = labeldb::query::parse(q)?;
+            let scoped = filter.clone().and(scope.clone());
+            let want: Vec<AssetId> = db.query("shop", &format!("({q}) AND {SCOPE}"))?.iter().collect();
+            assert_eq!(
+                rita.count("shop", &filter)?,
+                db.count("shop", &scoped)?,
+                "{round}: count {q}"
+            );
+            let got: Vec<AssetId> = rita.query("shop", q)?.iter().collect();
+            assert_eq!(got, want, "{round}: query {q}");
+        }
+        Ok(())
+    };
+    check("fixture")?;
+    db.add_label(
+        f.a3,
+        NewLabel::annotation("carol").answer("category", Answer::class("complaint")),
+    )?;
+    db.set_meta("app", f.de, "country", Some(MetaValue::Str("fr".into())))?;
+    check("after writes")?;
+    db.set_meta("app", f.a2, "country", Some(MetaValue::Str("it".into())))?;
+    db.delete_asset("app", f.a1)?;
+    check("after a move out of scope and a delete")?;
+    Ok(())
+}
