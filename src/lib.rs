@@ -48,7 +48,9 @@ pub use access::session::Session;
 pub use engine::RecordRef;
 pub use engine::{Db, DbBuilder, Durability, IndexInfo};
 pub use formats::json::{asset_json, event_json, facets_json, label_json, meta_json, project_json};
-pub use formats::{parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport};
+pub use formats::{
+    parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport, LabelImportReport,
+};
 pub use model::asset::{
     validate_new_asset, Asset, AssetId, AssetKind, Content, Digest, MetaValue, NewAsset, Status, MAX_EXTERNAL_ID_LEN,
     MAX_META_KEY_LEN, MAX_META_VALUE_LEN, MAX_TEXT_LEN,
@@ -59,6 +61,7 @@ pub use model::label::{Answer, BBox, Label, LabelId, LabelKind, NewLabel, Scores
 pub use model::project::{Job, JobKind, Member, Project, ProjectId, Role, Schema, Settings, MAX_CLASSES, MAX_NAME_LEN};
 pub use model::selection::Selection;
 pub use ops::assets::AddReport;
+pub use ops::labels::LabelReport;
 pub use ops::stats::{stats_json, Stats};
 pub use ops::verify::{Problem, ProblemKind, VerifyReport};
 pub use query::{AssetSet, Facets, Filter, Hit, Page, Sort};

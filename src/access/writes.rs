@@ -5,13 +5,14 @@ use std::path::Path;
 
 use super::policy::Operation;
 use super::session::{Session, Target};
-use crate::formats::{ImportOptions, ImportReport};
+use crate::formats::{ImportOptions, ImportReport, LabelImportReport};
 use crate::model::asset::{AssetId, MetaValue, NewAsset, Status};
 use crate::model::error::Result;
 use crate::model::label::{LabelId, LabelKind, NewLabel, Source};
 use crate::model::project::{Role, Settings};
 use crate::model::selection::Selection;
 use crate::ops::assets::AddReport;
+use crate::ops::labels::LabelReport;
 use crate::query::{self, Filter};
 use crate::snapshot::{ModelInfo, SnapshotInfo};
 
@@ -20,6 +21,21 @@ impl Session {
     /// own name `review` — refused on an asset one has annotated —, anything else
     /// (predictions, inferences, another's name) `predict`.
     pub fn add_label(&self, asset: AssetId, label: NewLabel) -> Result<LabelId> {
+        self.authorize_label(asset, &label)?;
+        self.db.add_label(asset, label)
+    }
+
+    /// Writes many labels in one atomic write ([`crate::Db::add_labels`]), each item
+    /// authorized as [`Session::add_label`] would be; one refused item refuses the batch.
+    pub fn add_labels(&self, labels: Vec<(AssetId, NewLabel)>) -> Result<LabelReport> {
+        for (asset, label) in &labels {
+            self.authorize_label(*asset, label)?;
+        }
+        self.db.add_labels(labels)
+    }
+
+    /// The check of a label write (see [`Session::add_label`]).
+    fn authorize_label(&self, asset: AssetId, label: &NewLabel) -> Result<()> {
         let own = matches!((&label.source, self.user()), (Source::Human { user }, Some(me)) if user == me);
         let op = match label.kind {
             LabelKind::Annotation if own => Operation::Annotate,
@@ -40,7 +56,7 @@ impl Session {
                 ));
             }
         }
-        self.db.add_label(asset, label)
+        Ok(())
     }
 
     /// Adds an asset.
@@ -81,6 +97,35 @@ impl Session {
         self.authorize(Operation::Predict, Target::Project(project))?;
         self.db
             .import_reader(self.actor(), project, reader, file_name, options, progress)
+    }
+
+    /// Adds the labels of a file of `add-labels` lines ([`crate::Db::import_labels_file`]),
+    /// each batch's labels authorized as [`Session::add_labels`] authorizes them.
+    pub fn import_labels_file(
+        &self,
+        project: &str,
+        path: &Path,
+        options: &ImportOptions,
+        progress: impl FnMut(&LabelImportReport),
+    ) -> Result<LabelImportReport> {
+        let (reader, name) = crate::formats::open(path)?;
+        self.import_labels_reader(project, reader, &name, options, progress)
+    }
+
+    /// [`Session::import_labels_file`] from a reader; `file_name` names it in errors.
+    pub fn import_labels_reader(
+        &self,
+        project: &str,
+        reader: impl BufRead,
+        file_name: &str,
+        options: &ImportOptions,
+        progress: impl FnMut(&LabelImportReport),
+    ) -> Result<LabelImportReport> {
+        let access = self.authorize(Operation::Read, Target::Project(project))?;
+        self.db
+            .import_labels_with(&access.project, reader, file_name, options, progress, |batch| {
+                self.add_labels(batch)
+            })
     }
 
     /// Moves an asset to a new status.

@@ -78,7 +78,12 @@ impl Db {
                 b.put(keys::label(l.id), l);
             }
         }
-        for t in [keys::tag::FACTS, keys::tag::CHOICES, keys::tag::RUN] {
+        for t in [
+            keys::tag::FACTS,
+            keys::tag::CHOICES,
+            keys::tag::CHOICE_DELTA,
+            keys::tag::RUN,
+        ] {
             for k in store.scan_keys(&[t]) {
                 b.remove(k?);
             }

@@ -38,6 +38,7 @@ pub use open::{DbBuilder, Durability, IndexInfo};
 pub(crate) use read::{
     assets_with_labels, assets_with_labels_in, dense, id_range, load_asset, load_label, read_history,
 };
+pub(crate) use txn::{Staged, Txn};
 pub(crate) use upgrade::decode_legacy_project;
 
 /// A labeldb database. Cheap to clone; `Send + Sync`; readers never block on the writer.

@@ -118,7 +118,7 @@ impl<'a> Txn<'a> {
             self.text_ops.extend(TextOp::for_asset(&asset));
         }
         if history.len() != stored_labels {
-            self.columns.add_label(self.store(), id, &history)?;
+            self.columns.add_labels(id, &history, stored_labels);
         }
         asset.version += 1;
         self.batch.put(keys::asset(id), &asset);
@@ -243,7 +243,7 @@ impl Db {
             projects,
             ..
         } = txn;
-        columns.write(&mut batch);
+        columns.write(&inner.store, &mut batch)?;
         batch.put(keys::meta(keys::meta::COUNTERS), &counters);
         inner.store.apply(batch)?;
         // An unbuilt map stays unbuilt: building it reads this write.

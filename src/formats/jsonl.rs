@@ -42,16 +42,7 @@ pub(crate) fn lines<R: BufRead>(mut reader: R) -> impl Iterator<Item = Result<(u
 
 /// Parses one JSONL line into an asset, against the project's schema.
 pub fn parse_line(line: &str, schema: &Schema) -> Result<NewAsset> {
-    let value: Value = serde_json::from_str(line).map_err(|e| Error::invalid("JSON", e))?;
-    let Value::Object(mut obj) = value else {
-        return Err(Error::invalid("line", "expected a JSON object"));
-    };
-    let external_id = match obj.remove("id") {
-        Some(Value::String(s)) => s,
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => return Err(Error::invalid("id", format!("expected a string, got {other}"))),
-        None => return Err(Error::invalid("line", "missing \"id\"")),
-    };
+    let (external_id, mut obj) = id_and_object(line)?;
     let content = match (obj.remove("text"), obj.remove("image")) {
         (Some(Value::String(t)), None) => Content::Text(t),
         (None, Some(Value::String(uri))) => Content::Image {
@@ -105,14 +96,62 @@ pub fn parse_line(line: &str, schema: &Schema) -> Result<NewAsset> {
             return Err(Error::invalid("labels", "expected an array"));
         };
         for l in labels {
-            asset.labels.push(parse_label(l, schema, &asset)?);
+            let target = LabelTarget {
+                external_id: &asset.external_id,
+                content: &asset.content,
+            };
+            let label = parse_label(l, schema, &target)?;
+            asset.labels.push(label);
         }
     }
     reject_unknown(&obj, "asset")?;
     Ok(asset)
 }
 
-fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLabel> {
+/// The asset a label line is parsed for: its id names it in errors, its text turns
+/// code-point span offsets into byte offsets.
+pub(crate) struct LabelTarget<'a> {
+    pub external_id: &'a str,
+    pub content: &'a Content,
+}
+
+/// The external id of an `add-labels` line (`{"id": EXTERNAL_ID, "labels": [...]}`) and
+/// its JSON, whose labels [`parse_labels`] reads once the asset is found.
+pub(crate) fn parse_labels_line(line: &str) -> Result<(String, Map<String, Value>)> {
+    id_and_object(line)
+}
+
+/// A line's JSON object, with its `"id"` (a string, or a number read as one) taken out.
+fn id_and_object(line: &str) -> Result<(String, Map<String, Value>)> {
+    let value: Value = serde_json::from_str(line).map_err(|e| Error::invalid("JSON", e))?;
+    let Value::Object(mut obj) = value else {
+        return Err(Error::invalid("line", "expected a JSON object"));
+    };
+    let external_id = match obj.remove("id") {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => return Err(Error::invalid("id", format!("expected a string, got {other}"))),
+        None => return Err(Error::invalid("line", "missing \"id\"")),
+    };
+    Ok((external_id, obj))
+}
+
+/// The labels of an `add-labels` line for its asset; nothing but `labels` may remain.
+pub(crate) fn parse_labels(
+    mut obj: Map<String, Value>,
+    schema: &Schema,
+    asset: &LabelTarget<'_>,
+) -> Result<Vec<NewLabel>> {
+    let labels = match obj.remove("labels") {
+        Some(Value::Array(labels)) => labels,
+        Some(_) => return Err(Error::invalid("labels", "expected an array")),
+        None => return Err(Error::invalid("line", "missing \"labels\"")),
+    };
+    reject_unknown(&obj, "labels line")?;
+    labels.into_iter().map(|l| parse_label(l, schema, asset)).collect()
+}
+
+fn parse_label(value: Value, schema: &Schema, asset: &LabelTarget<'_>) -> Result<NewLabel> {
     let Value::Object(mut obj) = value else {
         return Err(Error::invalid("label", "expected an object"));
     };
@@ -139,7 +178,7 @@ fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLab
         };
         for (job_name, v) in answers {
             let job = schema.job(&job_name).ok_or_else(|| Error::UnknownJob {
-                asset: asset.external_id.clone(),
+                asset: asset.external_id.to_string(),
                 job: job_name.clone(),
             })?;
             let answer = match job.kind {
@@ -159,7 +198,7 @@ fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLab
                 JobKind::Spans => {
                     let Some(text) = asset.content.text() else {
                         return Err(Error::InvalidAnswer {
-                            asset: asset.external_id.clone(),
+                            asset: asset.external_id.to_string(),
                             job: job_name,
                             class: None,
                             reason: "spans need a text asset, this one is an image".into(),
@@ -174,7 +213,7 @@ fn parse_label(value: Value, schema: &Schema, asset: &NewAsset) -> Result<NewLab
                         let score = opt_score(&mut o, &job_name)?;
                         reject_unknown(&o, &format!("span of answers.{job_name}"))?;
                         let bad = |which: usize| Error::InvalidAnswer {
-                            asset: asset.external_id.clone(),
+                            asset: asset.external_id.to_string(),
                             job: job_name.clone(),
                             class: Some(class.clone()),
                             reason: format!(

@@ -10,11 +10,11 @@
 mod conll;
 pub(crate) mod json;
 mod jsonl;
+mod labels;
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -28,6 +28,8 @@ use crate::model::project::{JobKind, Project};
 #[cfg(feature = "testing")]
 pub(crate) use conll::records as conll_records;
 pub use jsonl::{parse_line as parse_jsonl_line, to_byte_offset, to_codepoint};
+pub(crate) use labels::open;
+pub use labels::LabelImportReport;
 
 /// An input format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,15 +112,8 @@ impl Db {
         options: &ImportOptions,
         progress: impl FnMut(&ImportReport),
     ) -> Result<ImportReport> {
-        let io = |cause| Error::Io {
-            path: path.display().to_string(),
-            cause,
-        };
-        let file = File::open(path).map_err(io)?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        self.import_reader(actor, project, BufReader::new(file), &name, options, progress)
+        let (reader, name) = labels::open(path)?;
+        self.import_reader(actor, project, reader, &name, options, progress)
     }
 
     /// Imports from a reader; `file_name` names the input in errors and CoNLL external ids.

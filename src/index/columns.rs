@@ -6,9 +6,13 @@
 //! external id, content digest and split hash (fixed when the asset is added); opening
 //! also builds the external-id map from them. A CHOICES block of
 //! a selection holds, for the same ids, the revision that selection chooses now, with
-//! its canonical answers. Every write that adds an asset or a label rewrites the blocks
-//! it changes in its own batch, so the columns land with the records they derive from or
-//! not at all. `verify` recomputes them from the records; `verify --repair`, and opening
+//! its canonical answers. Every write changes the columns in its own batch, so they land
+//! with the records they derive from or not at all: a write that adds assets rewrites
+//! their blocks whole; a label on an existing asset writes a CHOICE_DELTA record of that
+//! asset's new entry instead (its own few bytes, whatever the block holds), which readers
+//! apply over the block, and once a block has [`MAX_DELTAS`] deltas the write that would
+//! add one more folds them into the block (so a label costs its delta plus, amortized, a
+//! sixteenth of a block). `verify` recomputes them from the records; `verify --repair`, and opening
 //! a database of format 1 (which had none), rebuild them.
 
 use std::collections::btree_map::{BTreeMap, Entry};
@@ -28,6 +32,8 @@ use crate::store::{codec, keys, Batch, Store};
 pub(crate) const BLOCK_SHIFT: u32 = 8;
 /// Asset ids per block.
 pub(crate) const BLOCK: u32 = 1 << BLOCK_SHIFT;
+/// Deltas a CHOICES block keeps before a write folds them into it.
+pub(crate) const MAX_DELTAS: usize = 16;
 
 /// The entries of one block, by slot (`id % BLOCK`), ascending and unique.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,7 +50,11 @@ impl<T> Default for Block<T> {
 impl<T> Block<T> {
     /// Sets (`Some`) or clears (`None`) the entry of `asset`.
     fn set(&mut self, asset: AssetId, value: Option<T>) {
-        let slot = slot(asset);
+        self.set_slot(slot(asset), value);
+    }
+
+    /// Sets (`Some`) or clears (`None`) the entry at `slot`.
+    pub(crate) fn set_slot(&mut self, slot: u8, value: Option<T>) {
         match (self.entries.binary_search_by_key(&slot, |e| e.0), value) {
             (Ok(i), Some(v)) => self.entries[i].1 = v,
             (Ok(i), None) => {
@@ -235,11 +245,59 @@ pub(crate) fn entries(asset: &Asset, history: &[Label]) -> (Facts, Vec<(Selectio
     (Facts::of(asset), stored_choices(fed_by_any(history), history))
 }
 
-/// The blocks one write changes, read once from the store and written back whole.
+/// Whole blocks, by key.
+#[derive(Default)]
+struct Blocks {
+    facts: BTreeMap<Vec<u8>, Block<Facts>>,
+    choices: BTreeMap<Vec<u8>, Block<Choice>>,
+}
+
+impl Blocks {
+    /// Every block, encoded as stored (`None`: emptied, to be removed).
+    fn encoded(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+        fn enc<T: Serialize>(blocks: BTreeMap<Vec<u8>, Block<T>>) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+            blocks.into_iter().map(|(k, b)| (k, encoded_block(&b)))
+        }
+        enc(self.facts).chain(enc(self.choices))
+    }
+
+    fn len(&self) -> usize {
+        self.facts.len() + self.choices.len()
+    }
+
+    /// Puts every block into the batch (an emptied block is removed).
+    fn write(self, batch: &mut Batch) {
+        for (k, v) in self.encoded() {
+            put_or_remove(batch, k, v);
+        }
+    }
+}
+
+fn encoded_block<T: Serialize>(b: &Block<T>) -> Option<Vec<u8>> {
+    (!b.entries.is_empty()).then(|| codec::encode(b))
+}
+
+fn put_or_remove(batch: &mut Batch, key: Vec<u8>, value: Option<Vec<u8>>) {
+    match value {
+        Some(v) => batch.put_encoded(key, v),
+        None => batch.remove(key),
+    }
+}
+
+/// The changes one write makes to a CHOICES block.
+#[derive(Default)]
+struct BlockChanges {
+    /// Slot → its new entry (`None`: no entry).
+    slots: BTreeMap<u8, Option<Choice>>,
+    /// Write the block whole (new or purged assets), folding its deltas in.
+    whole: bool,
+}
+
+/// The column changes of one write, applied to the batch by [`Pending::write`].
 #[derive(Default)]
 pub(crate) struct Pending {
     facts: BTreeMap<Vec<u8>, Block<Facts>>,
-    choices: BTreeMap<Vec<u8>, Block<Choice>>,
+    choices: BTreeMap<Vec<u8>, BlockChanges>,
 }
 
 /// The block under `key`, loaded into `map` on first use.
@@ -264,10 +322,13 @@ impl Pending {
         Ok(())
     }
 
-    fn set_choice(&mut self, store: &Store, s: &Selection, asset: AssetId, choice: Option<Choice>) -> Result<()> {
-        let key = keys::choices(s, asset.0 >> BLOCK_SHIFT);
-        block(&mut self.choices, store, key)?.set(asset, choice);
-        Ok(())
+    fn set_choice(&mut self, s: &Selection, asset: AssetId, choice: Option<Choice>, whole: bool) {
+        let changes = self
+            .choices
+            .entry(keys::choices(s, asset.0 >> BLOCK_SHIFT))
+            .or_default();
+        changes.slots.insert(slot(asset), choice);
+        changes.whole |= whole;
     }
 
     /// Records a new asset (with the labels it came with).
@@ -275,48 +336,87 @@ impl Pending {
         let (facts, choices) = entries(asset, history);
         self.set_facts(store, asset.id, Some(facts))?;
         for (s, c) in choices {
-            self.set_choice(store, &s, asset.id, c)?;
+            self.set_choice(&s, asset.id, c, true);
         }
         Ok(())
     }
 
-    /// Records a new label, the last of `history`, of an existing asset.
-    pub(crate) fn add_label(&mut self, store: &Store, asset: AssetId, history: &[Label]) -> Result<()> {
-        let Some(new) = history.last() else { return Ok(()) };
-        for (s, c) in stored_choices(fed_by(new), history) {
-            self.set_choice(store, &s, asset, c)?;
+    /// Records new labels of an existing asset: those of `history` from `first_new` on.
+    pub(crate) fn add_labels(&mut self, asset: AssetId, history: &[Label], first_new: usize) {
+        let new = history.get(first_new..).unwrap_or_default();
+        for (s, c) in stored_choices(fed_by_any(new), history) {
+            self.set_choice(&s, asset, c, false);
         }
-        Ok(())
     }
 
     /// Removes every entry of a purged asset.
     pub(crate) fn remove_asset(&mut self, store: &Store, asset: AssetId, history: &[Label]) -> Result<()> {
         self.set_facts(store, asset, None)?;
         for s in fed_by_any(history) {
-            self.set_choice(store, &s, asset, None)?;
+            self.set_choice(&s, asset, None, true);
         }
         Ok(())
     }
 
-    /// Every block, encoded as stored (`None`: emptied, to be removed).
-    fn encoded(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
-        fn enc<T: Serialize>(blocks: BTreeMap<Vec<u8>, Block<T>>) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
-            blocks.into_iter().map(|(k, b)| {
-                let v = (!b.entries.is_empty()).then(|| codec::encode(&b));
-                (k, v)
-            })
+    /// Puts every change into the batch: FACTS blocks whole, CHOICES changes as deltas,
+    /// or folded with the block's deltas into the block when it is written whole or its
+    /// deltas would pass [`MAX_DELTAS`].
+    pub(crate) fn write(self, store: &Store, batch: &mut Batch) -> Result<()> {
+        for (k, b) in self.facts {
+            put_or_remove(batch, k, encoded_block(&b));
         }
-        enc(self.facts).chain(enc(self.choices))
-    }
-
-    /// Puts every changed block into the batch (an emptied block is removed).
-    pub(crate) fn write(self, batch: &mut Batch) {
-        for (k, v) in self.encoded() {
-            match v {
-                Some(v) => batch.put_encoded(k, v),
-                None => batch.remove(k),
+        for (key, changes) in self.choices {
+            let prefix = keys::choice_deltas(&key);
+            let stored: Vec<Vec<u8>> = store.scan_keys(&prefix).collect::<Result<_>>()?;
+            let fresh = changes
+                .slots
+                .keys()
+                .filter(|slot| !stored.iter().any(|k| k.last() == Some(slot)))
+                .count();
+            if !changes.whole && stored.len() + fresh <= MAX_DELTAS {
+                for (slot, c) in changes.slots {
+                    batch.put(keys::choice_delta(&key, slot), &c);
+                }
+                continue;
             }
+            let mut block: Block<Choice> = store.get(&key)?.unwrap_or_default();
+            for raw in store.scan_undecoded(&prefix) {
+                let raw = raw?;
+                let slot = delta_slot(raw.key())?;
+                block.set_slot(slot, raw.decode::<Option<Choice>>()?);
+                batch.remove(raw.key().to_vec());
+            }
+            for (slot, c) in changes.slots {
+                block.set_slot(slot, c);
+            }
+            put_or_remove(batch, key, encoded_block(&block));
         }
+        Ok(())
+    }
+}
+
+/// The slot of a CHOICE_DELTA key (its last byte).
+fn delta_slot(key: &[u8]) -> Result<u8> {
+    key.last()
+        .copied()
+        .ok_or_else(|| crate::model::error::Error::Corruption {
+            key: keys::describe(key),
+            reason: "empty delta key".into(),
+        })
+}
+
+/// Applies decoded deltas, in key order, to decoded blocks (sorted by block number):
+/// what a reader of a selection's blocks must do before using them.
+pub(crate) fn apply_deltas<T>(blocks: &mut Vec<(u32, Block<T>)>, deltas: Vec<(u32, u8, Option<T>)>) {
+    for (b, slot, value) in deltas {
+        let i = match blocks.binary_search_by_key(&b, |(n, _)| *n) {
+            Ok(i) => i,
+            Err(i) => {
+                blocks.insert(i, (b, Block::default()));
+                i
+            }
+        };
+        blocks[i].1.set_slot(slot, value);
     }
 }
 
@@ -325,12 +425,12 @@ impl Pending {
 #[derive(Default)]
 struct Builder {
     current: Option<u32>,
-    pending: Pending,
+    pending: Blocks,
 }
 
 impl Builder {
     /// Adds an asset; returns the blocks completed before it, if it starts a new block.
-    fn push(&mut self, asset: &Asset, history: &[Label]) -> Option<Pending> {
+    fn push(&mut self, asset: &Asset, history: &[Label]) -> Option<Blocks> {
         let b = asset.id.0 >> BLOCK_SHIFT;
         let done = match self.current.replace(b) {
             Some(c) if c != b => Some(std::mem::take(&mut self.pending)),
@@ -346,7 +446,7 @@ impl Builder {
         done
     }
 
-    fn finish(self) -> Pending {
+    fn finish(self) -> Blocks {
         self.pending
     }
 }
@@ -367,7 +467,7 @@ impl Check {
         }
     }
 
-    fn expect(&mut self, p: Pending) {
+    fn expect(&mut self, p: Blocks) {
         for (k, v) in p.encoded() {
             if let Some(v) = v {
                 self.expected.insert(k, hash64(&v));
@@ -396,6 +496,45 @@ impl Check {
         }
     }
 
+    /// Every stored CHOICES block with its deltas applied (a block that has deltas only
+    /// starts empty), after every asset; the problems found. Deltas that do not decode
+    /// are left out here (the record scan reports them).
+    pub(crate) fn stored_choices(&mut self, store: &Store) -> Result<Vec<String>> {
+        let mut deltas: BTreeMap<Vec<u8>, Vec<(u8, Option<Choice>)>> = BTreeMap::new();
+        for raw in store.scan_undecoded(&[keys::tag::CHOICE_DELTA]) {
+            let raw = raw?;
+            if let (Some((block, slot)), Ok(value)) = (keys::parse_choice_delta(raw.key()), raw.decode()) {
+                deltas.entry(block).or_default().push((slot, value));
+            }
+        }
+        let mut problems = Vec::new();
+        let mut check = |key: &[u8], value: &[u8]| {
+            problems.extend(self.stored(key, value));
+        };
+        for raw in store.scan_undecoded(&[keys::tag::CHOICES]) {
+            let raw = raw?;
+            match (deltas.remove(raw.key()), raw.decode::<Block<Choice>>()) {
+                (Some(changes), Ok(mut block)) => {
+                    for (slot, c) in changes {
+                        block.set_slot(slot, c);
+                    }
+                    check(raw.key(), &encoded_block(&block).unwrap_or_default());
+                }
+                _ => check(raw.key(), raw.value()),
+            }
+        }
+        for (key, changes) in deltas {
+            let mut block = Block::default();
+            for (slot, c) in changes {
+                block.set_slot(slot, c);
+            }
+            if let Some(bytes) = encoded_block(&block) {
+                check(&key, &bytes);
+            }
+        }
+        Ok(problems)
+    }
+
     /// The blocks that should exist and do not.
     pub(crate) fn missing(mut self) -> Vec<String> {
         self.assets_done();
@@ -414,7 +553,7 @@ pub(crate) fn rebuild(
     finish: impl FnOnce(&mut Batch),
 ) -> Result<()> {
     let mut stale: HashSet<Vec<u8>> = HashSet::new();
-    for t in [keys::tag::FACTS, keys::tag::CHOICES] {
+    for t in [keys::tag::FACTS, keys::tag::CHOICES, keys::tag::CHOICE_DELTA] {
         for k in store.scan_keys(&[t]) {
             stale.insert(k?);
         }
@@ -422,11 +561,11 @@ pub(crate) fn rebuild(
     let mut builder = Builder::default();
     let mut batch = Batch::default();
     let mut blocks_in_batch = 0;
-    let mut write = |done: Pending, batch: &mut Batch, stale: &mut HashSet<Vec<u8>>| -> Result<()> {
+    let mut write = |done: Blocks, batch: &mut Batch, stale: &mut HashSet<Vec<u8>>| -> Result<()> {
         for k in done.facts.keys().chain(done.choices.keys()) {
             stale.remove(k);
         }
-        blocks_in_batch += done.facts.len() + done.choices.len();
+        blocks_in_batch += done.len();
         done.write(batch);
         if blocks_in_batch >= 1024 {
             blocks_in_batch = 0;

@@ -222,6 +222,14 @@ pub enum Error {
         /// The cause.
         cause: Box<Error>,
     },
+    /// One item of a batch was refused, so the whole batch was; nothing was written.
+    #[error("item {index} of the batch: {cause}")]
+    InBatch {
+        /// 0-based position of the item in the batch.
+        index: usize,
+        /// Why it was refused.
+        cause: Box<Error>,
+    },
     /// A query could not be parsed.
     #[error("query error at position {pos}: expected {expected}, found {found}")]
     Query {

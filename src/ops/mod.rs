@@ -4,7 +4,7 @@
 
 pub(crate) mod assets;
 mod audit;
-mod labels;
+pub(crate) mod labels;
 mod projects;
 pub(crate) mod stats;
 pub(crate) mod verify;

@@ -294,6 +294,12 @@ impl Db {
                     // Compared with what the assets give once the merged pass below has
                     // read them (runs sort after the columns).
                 }
+                tag::CHOICE_DELTA => {
+                    c.decode::<Option<columns::Choice>>(&k, &v);
+                    if keys::parse_choice_delta(&k).is_none() {
+                        c.problem(ProblemKind::Misplaced, format!("{}: malformed key", keys::describe(&k)));
+                    }
+                }
                 _ => c.problem(ProblemKind::Misplaced, format!("unknown key {}", keys::describe(&k))),
             }
         }
@@ -329,13 +335,14 @@ impl Db {
             }
         }
         // Read again rather than held since the raw scan: they are ~100 bytes an asset.
-        for t in [tag::FACTS, tag::CHOICES] {
-            for raw in store.scan_undecoded(&[t]) {
-                let raw = raw?;
-                if let Some(p) = columns.stored(raw.key(), raw.value()) {
-                    c.problem(ProblemKind::Derived, p);
-                }
+        for raw in store.scan_undecoded(&[tag::FACTS]) {
+            let raw = raw?;
+            if let Some(p) = columns.stored(raw.key(), raw.value()) {
+                c.problem(ProblemKind::Derived, p);
             }
+        }
+        for p in columns.stored_choices(store)? {
+            c.problem(ProblemKind::Derived, p);
         }
         for p in columns.missing() {
             c.problem(ProblemKind::Derived, p);

@@ -235,6 +235,24 @@ fn decode_blocks<'a, T: Deserialize<'a>>(raw: &'a [Raw]) -> Result<Vec<(u32, col
         .collect()
 }
 
+/// Decodes CHOICE_DELTA records (borrowed) as (block, slot, entry).
+fn decode_deltas<'a, T: Deserialize<'a>>(raw: &'a [Raw]) -> Result<Vec<(u32, u8, Option<T>)>> {
+    raw.iter()
+        .map(|r| {
+            let k = r.key();
+            let at = k.len().checked_sub(5);
+            let block = at.and_then(|at| keys::u32_at(k, at));
+            let (Some(block), Some(&slot)) = (block, k.last()) else {
+                return Err(Error::Corruption {
+                    key: keys::describe(k),
+                    reason: "short key".into(),
+                });
+            };
+            Ok((block, slot, r.decode()?))
+        })
+        .collect()
+}
+
 impl Db {
     /// The stored records of `members`, in their order, not yet decoded (`None`: not
     /// found, for the caller's point read to report). When their assets form a dense id
@@ -324,8 +342,16 @@ impl Db {
         let store = self.store();
         let base = columns::base_of(selection);
         let mut ranges = vec![(keys::facts(first), keys::facts(last + 1))];
-        for s in std::iter::once(selection).chain(base.as_ref()) {
+        let selections: Vec<&Selection> = std::iter::once(selection).chain(base.as_ref()).collect();
+        for s in &selections {
             ranges.push((keys::choices(s, first), keys::choices(s, last + 1)));
+        }
+        // Each selection's deltas, applied over its blocks (see `columns::Pending`).
+        for s in &selections {
+            ranges.push((
+                keys::choice_deltas(&keys::choices(s, first)),
+                keys::choice_deltas(&keys::choices(s, last + 1)),
+            ));
         }
         let panicked = || Error::storage("a snapshot column reader panicked");
         let raw = std::thread::scope(|scope| {
@@ -340,9 +366,15 @@ impl Db {
         })?;
         let (facts, choices) = std::thread::scope(|scope| {
             let facts = scope.spawn(|| decode_blocks::<Facts<&str>>(&raw[0]));
-            let choices: Result<Vec<_>> = raw[1..]
+            let n = selections.len();
+            let choices: Result<Vec<_>> = raw[1..=n]
                 .iter()
-                .map(|r| decode_blocks::<columns::Choice<&[u8]>>(r))
+                .zip(&raw[1 + n..])
+                .map(|(blocks, deltas)| {
+                    let mut blocks = decode_blocks::<columns::Choice<&[u8]>>(blocks)?;
+                    columns::apply_deltas(&mut blocks, decode_deltas(deltas)?);
+                    Ok(blocks)
+                })
                 .collect();
             (facts.join().unwrap_or_else(|_| Err(panicked())), choices)
         });

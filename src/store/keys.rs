@@ -31,6 +31,7 @@ pub(crate) mod tag {
     pub const FACTS: u8 = 0x11;
     pub const CHOICES: u8 = 0x12;
     pub const RUN: u8 = 0x13;
+    pub const CHOICE_DELTA: u8 = 0x14;
 }
 
 /// Names of the META records.
@@ -243,6 +244,34 @@ pub(crate) fn parse_choices(key: &[u8]) -> Option<(Selection, u32)> {
     Some((selection, u32_at(block, 0)?))
 }
 
+/// A pending change of one asset's entry in a CHOICES block: the block's key under the
+/// CHOICE_DELTA tag, then the asset's slot. The deltas of a block sort together, and
+/// those of a selection's blocks in block order, as the blocks do.
+pub(crate) fn choice_delta(block_key: &[u8], slot: u8) -> Vec<u8> {
+    let mut k = choice_deltas(block_key);
+    k.push(slot);
+    k
+}
+
+/// The prefix of every delta of a CHOICES block (see [`choice_delta`]); with a CHOICES
+/// range's bounds, the bounds of its deltas.
+pub(crate) fn choice_deltas(block_key: &[u8]) -> Vec<u8> {
+    let mut k = block_key.to_vec();
+    if let Some(t) = k.first_mut() {
+        *t = tag::CHOICE_DELTA;
+    }
+    k
+}
+
+/// The CHOICES block key and the slot of a delta key.
+pub(crate) fn parse_choice_delta(key: &[u8]) -> Option<(Vec<u8>, u8)> {
+    let (&slot, block) = key.split_last()?;
+    let mut block_key = block.to_vec();
+    *block_key.first_mut()? = tag::CHOICES;
+    parse_choices(&block_key)?;
+    Some((block_key, slot))
+}
+
 /// The inverse of `push_str`: a length-prefixed UTF-8 string and the bytes after it.
 fn take_str(b: &[u8]) -> Option<(String, &[u8])> {
     let len = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
@@ -332,6 +361,10 @@ pub(crate) fn describe(key: &[u8]) -> String {
             Some((selection, block)) => format!("choices/{selection}/{block}"),
             None => format!("choices/{}", hex(rest)),
         },
+        tag::CHOICE_DELTA => match parse_choice_delta(key).and_then(|(b, slot)| Some((parse_choices(&b)?, slot))) {
+            Some(((selection, block), slot)) => format!("choice-delta/{selection}/{block}/{slot}"),
+            None => format!("choice-delta/{}", hex(rest)),
+        },
         other => format!("unknown-tag-{other:02x}/{}", hex(rest)),
     }
 }
@@ -374,6 +407,11 @@ mod tests {
         };
         assert_eq!(describe(&choices(&model, 3)), "choices/model:clf@2/3");
         assert_eq!(describe(&choices(&Selection::Majority, 0)), "choices/majority/0");
+        let delta = choice_delta(&choices(&model, 3), 7);
+        assert_eq!(describe(&delta), "choice-delta/model:clf@2/3/7");
+        assert_eq!(parse_choice_delta(&delta), Some((choices(&model, 3), 7)));
+        assert!(delta.starts_with(&choice_deltas(&choices(&model, 3))));
+        assert_eq!(parse_choice_delta(&[tag::CHOICE_DELTA, b'h', 0, 0]), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod crash;
 mod events;
 mod fuzz_regressions;
 mod import;
+mod label_writes;
 mod model;
 mod model_api;
 mod permissions;

@@ -187,6 +187,12 @@ fn probes(s: &Session, user: &str) -> labeldb::Result<Seen> {
     Ok(seen)
 }
 
+/// An `add-labels` line: the caller's own annotation of a3.
+fn own_label_line(s: &Session) -> String {
+    let who = s.user().unwrap_or("app");
+    format!("{{\"id\": \"a3\", \"labels\": [{{\"author\": \"{who}\", \"answers\": {{\"category\": \"order\"}}}}]}}\n")
+}
+
 /// The matrix: method, the call, and the cell for root, tm, rita, alice, bob, ro, mallory.
 fn matrix() -> Vec<(&'static str, Call, [Cell; 7])> {
     vec![
@@ -378,6 +384,16 @@ fn matrix() -> Vec<(&'static str, Call, [Cell; 7])> {
             [A, A, A, A, A, D, D],
         ),
         (
+            "add_labels",
+            |s, f| {
+                let who = s.user().unwrap_or("app");
+                let label = |c: &str| NewLabel::annotation(who).answer("category", Answer::class(c));
+                s.add_labels(vec![(f.a3, label("order")), (f.a2, label("complaint"))])
+                    .map(|_| Seen::default())
+            },
+            [A, A, A, A, A, D, D],
+        ),
+        (
             "add_asset",
             |s, _| s.add_asset("shop", NewAsset::text("new", "x")).map(|_| Seen::default()),
             [A, A, D, D, D, D, D],
@@ -420,6 +436,38 @@ fn matrix() -> Vec<(&'static str, Call, [Cell; 7])> {
                 .map(|_| Seen::default())
             },
             [A, A, D, D, D, D, D],
+        ),
+        (
+            "import_labels_file",
+            |s, _| {
+                let dir = tempfile::tempdir().map_err(|e| Error::Io {
+                    path: "tmp".into(),
+                    cause: e,
+                })?;
+                let p = dir.path().join("labels.jsonl");
+                std::fs::write(&p, own_label_line(s)).map_err(|e| Error::Io {
+                    path: "labels".into(),
+                    cause: e,
+                })?;
+                s.import_labels_file("shop", &p, &ImportOptions::new(labeldb::Format::Jsonl), |_| {})
+                    .map(|_| Seen::default())
+            },
+            [A, A, A, A, A, D, D],
+        ),
+        (
+            "import_labels_reader",
+            |s, _| {
+                let line = own_label_line(s);
+                s.import_labels_reader(
+                    "shop",
+                    line.as_bytes(),
+                    "labels.jsonl",
+                    &ImportOptions::new(labeldb::Format::Jsonl),
+                    |_| {},
+                )
+                .map(|_| Seen::default())
+            },
+            [A, A, A, A, A, D, D],
         ),
         (
             "set_status",
@@ -624,10 +672,9 @@ fn every_session_method_as_every_role_is_allowed_filtered_or_denied_as_the_matri
     assert!(!scope.contains(&fix.de));
     let mut cells = 0;
     for (method, call, expected) in &matrix {
-        let writes = matches!(
-            *method,
-            "add_label" | "add_asset" | "add_assets" | "import_file" | "import_reader"
-        ) || method.starts_with("set_")
+        let writes = matches!(*method, "add_label" | "add_labels" | "add_asset" | "add_assets")
+            || method.starts_with("import_")
+            || method.starts_with("set_")
             || method.ends_with("_asset") && !method.starts_with("audit")
             || method.starts_with("create_")
             || method.starts_with("tag_")
@@ -712,6 +759,14 @@ fn an_asset_outside_the_scope_is_denied_to_every_scoped_member() -> TestResult {
                     NewLabel::annotation(s.actor()).answer("category", Answer::class("order")),
                 )
                 .map(drop)
+            }),
+        ),
+        (
+            "add_labels",
+            Box::new(|s| {
+                let label = |c: &str| NewLabel::annotation(s.actor()).answer("category", Answer::class(c));
+                s.add_labels(vec![(f.a3, label("order")), (f.de, label("order"))])
+                    .map(drop)
             }),
         ),
         (
