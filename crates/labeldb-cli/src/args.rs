@@ -165,6 +165,16 @@ pub(crate) enum FormatArg {
     Conll,
 }
 
+/// What an import adds.
+#[derive(Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportMode {
+    /// New assets, with their labels (JSONL or CoNLL).
+    #[default]
+    Assets,
+    /// Labels for assets that exist: JSONL lines {"id": EXTERNAL_ID, "labels": [...]}.
+    AddLabels,
+}
+
 /// Import assets and labels from a JSONL or CoNLL file.
 #[derive(Args)]
 pub(crate) struct ImportArgs {
@@ -187,6 +197,15 @@ pub(crate) struct ImportArgs {
     /// Who is importing (recorded in the event log).
     #[arg(long, default_value = "import")]
     pub(crate) actor: String,
+    /// `assets` (default) adds new assets; `add-labels` adds labels to existing assets,
+    /// skipping a label equal to the latest of its source (a re-run writes nothing).
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) mode: ImportMode,
+    /// Print the counts as JSON (add-labels: {"lines", "labels", "unchanged", "skipped",
+    /// "seconds"}; assets: {"records", "imported", "duplicates", "labels", "invalid",
+    /// "seconds"}).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Counts by status, label kind, source and class.

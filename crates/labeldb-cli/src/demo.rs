@@ -50,6 +50,9 @@ pub const CATEGORIES: [&str; 4] = ["order", "complaint", "question", "other"];
 /// The entity classes of the `entities` job.
 pub const ENTITIES: [&str; 3] = ["PRODUCT", "QUANTITY", "DATE"];
 
+/// Predictions per atomic write in the pre-annotation phase.
+const PREDICTION_BATCH: usize = 2_000;
+
 const PRODUCTS: [&str; 12] = [
     "X-200 router",
     "AquaPure filter",
@@ -324,7 +327,9 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
     };
     let mut predictions = Vec::with_capacity(ids.len());
     let mut model_right = 0u64;
+    // Bulk: one atomic write per batch of predictions, as a pre-annotation job writes.
     timed("model pre-annotation", &mut || {
+        let mut batch = Vec::with_capacity(PREDICTION_BATCH);
         for (id, e) in ids.iter().zip(&emails) {
             let right = rng.unit() < 0.85;
             let guess = if right { e.category } else { *rng.pick(&CATEGORIES) };
@@ -352,8 +357,12 @@ pub fn run(dir: &Path, n: usize, mut on_phase: impl FnMut(&str)) -> Result<DemoR
                 }
             }
             label = label.answer("entities", Answer::Spans(spans));
-            predictions.push(db.add_label(*id, label)?);
+            batch.push((*id, label));
+            if batch.len() == PREDICTION_BATCH {
+                predictions.extend(db.add_labels(std::mem::take(&mut batch))?.results.into_iter().flatten());
+            }
         }
+        predictions.extend(db.add_labels(batch)?.results.into_iter().flatten());
         Ok(ids.len() as u64)
     })?;
 

@@ -537,3 +537,62 @@ fn user_flag_acts_through_a_session_and_audit_filters_by_action_and_time() -> Te
     assert!(bad.stderr.contains("is not an RFC 3339 time"), "{}", bad.stderr);
     Ok(())
 }
+
+/// `import --mode add-labels`: labels for existing assets, the documented JSON counts, a
+/// re-run that writes nothing, an unknown id that names its line (nothing written) or is
+/// skipped with `--skip-invalid`.
+#[test]
+fn import_add_labels_adds_labels_once_and_names_a_bad_line() -> TestResult {
+    let cli = Cli::with_emails()?;
+    let lines = cli.file(
+        "labels.jsonl",
+        concat!(
+            r#"{"id": "e2", "labels": [{"author": "bob", "answers": {"category": "complaint"}}]}"#,
+            "\n",
+            r#"{"id": "e3", "labels": [{"model": "clf@3", "answers": {"category": "order"}, "scores": {"category": {"order": 0.4}}}]}"#,
+            "\n"
+        ),
+    )?;
+    let first = cli.json(&["import", "shop", &lines, "--mode", "add-labels"])?;
+    assert_eq!(
+        (
+            &first["lines"],
+            &first["labels"],
+            &first["unchanged"],
+            &first["skipped"]
+        ),
+        (&json!(2), &json!(2), &json!(0), &json!(0)),
+        "{first}"
+    );
+    assert!(first["seconds"].as_f64().is_some_and(|s| s >= 0.0), "{first}");
+    let again = cli.json(&["import", "shop", &lines, "--mode", "add-labels"])?;
+    assert_eq!(
+        (&again["labels"], &again["unchanged"]),
+        (&json!(0), &json!(2)),
+        "{again}"
+    );
+    assert_eq!(cli.ok(&["query", "shop", "author:bob", "--count"])?, "1\n");
+
+    let bad = cli.file(
+        "bad.jsonl",
+        concat!(
+            r#"{"id": "e1", "labels": [{"author": "carol", "answers": {"category": "order"}}]}"#,
+            "\n",
+            r#"{"id": "nope", "labels": [{"author": "carol", "answers": {"category": "order"}}]}"#,
+            "\n"
+        ),
+    )?;
+    cli.fails(
+        &["import", "shop", &bad, "--mode", "add-labels"],
+        &["bad.jsonl:2", "nope"],
+    )?;
+    assert_eq!(cli.ok(&["query", "shop", "author:carol", "--count"])?, "0\n");
+    let skipped = cli.json(&["import", "shop", &bad, "--mode", "add-labels", "--skip-invalid"])?;
+    assert_eq!(
+        (&skipped["labels"], &skipped["skipped"]),
+        (&json!(1), &json!(1)),
+        "{skipped}"
+    );
+    assert_eq!(cli.ok(&["query", "shop", "author:carol", "--count"])?, "1\n");
+    Ok(())
+}
