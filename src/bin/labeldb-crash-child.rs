@@ -241,7 +241,21 @@ fn plan_random(db: &Db, texts: &[String], rng: &mut Rng, seed: u64, n: u64) -> R
                 batch: 2 + rng.below(3),
             }
         }
-        25..=59 => plan_label(db, *rng.pick(&ids), rng)?,
+        25..=54 => plan_label(db, *rng.pick(&ids), rng)?,
+        55..=59 => {
+            let mut picked: Vec<AssetId> = (0..2 + rng.below(4)).map(|_| *rng.pick(&ids)).collect();
+            picked.sort();
+            picked.dedup();
+            let mut items = Vec::new();
+            for id in picked {
+                let Op::Label { asset, mut label } = plan_label(db, id, rng)? else {
+                    unreachable!("plan_label plans a label")
+                };
+                label.annotator = Some(rng.pick(&ANNOTATORS).to_string());
+                items.push((asset, label));
+            }
+            Op::Labels { items }
+        }
         60..=79 => plan_status(db, *rng.pick(&ids), rng)?,
         80..=93 => {
             let asset = db.asset(*rng.pick(&ids))?.external_id;
@@ -322,6 +336,15 @@ fn perform(db: &Db, texts: &[String], op: &Op) -> Res<Ack> {
             Ack::Label {
                 id,
                 status: db.asset(a.id)?.status,
+            }
+        }
+        Op::Labels { items } => {
+            let mut batch = Vec::with_capacity(items.len());
+            for (asset, label) in items {
+                batch.push((db.asset_by_external_id(PROJECT, asset)?.id, label.new_label()));
+            }
+            Ack::Labels {
+                ids: db.add_labels(batch)?.results,
             }
         }
         Op::Status { asset, to } => {

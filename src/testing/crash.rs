@@ -143,6 +143,11 @@ pub enum Op {
         /// The label.
         label: PlannedLabel,
     },
+    /// `add_labels` of human annotations, on distinct assets, in one batch.
+    Labels {
+        /// The assets' external ids and their labels.
+        items: Vec<(String, PlannedLabel)>,
+    },
     /// `set_status`.
     Status {
         /// The asset's external id.
@@ -206,6 +211,12 @@ pub enum Ack {
         id: LabelId,
         /// The asset's status after it.
         status: Status,
+    },
+    /// An `add_labels` batch written: per item, the label's id, or `None` where it
+    /// repeated the latest of its source and was not written.
+    Labels {
+        /// One per item.
+        ids: Vec<Option<LabelId>>,
     },
     /// Done, nothing to report.
     Done,

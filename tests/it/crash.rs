@@ -399,6 +399,7 @@ fn touched_by(op: &Op, out: &mut BTreeSet<String>) {
         Op::Label { asset, .. } | Op::Status { asset, .. } | Op::Meta { asset, .. } => {
             out.insert(asset.clone());
         }
+        Op::Labels { items } => out.extend(items.iter().map(|(a, _)| a.clone())),
         Op::Writes { ops } => ops.iter().for_each(|w| touched_by(w, out)),
         Op::Snapshot { .. } | Op::ImportBatch { .. } | Op::Member { .. } | Op::Denied { .. } => {}
     }
@@ -458,6 +459,18 @@ impl Model {
         a.status
     }
 
+    /// Whether `label` repeats the latest label of its source and kind on `ext` (answers
+    /// included), which `add_labels` leaves unwritten.
+    fn repeats(&mut self, ext: &str, label: &PlannedLabel) -> bool {
+        let want = expected(label);
+        self.asset(ext)
+            .labels
+            .iter()
+            .rev()
+            .find(|l| l.source == want.source && l.kind == want.kind)
+            .is_some_and(|l| l.answers == want.answers)
+    }
+
     /// Applies an acknowledged operation.
     fn apply(&mut self, op: &Op, ack: &Ack) {
         match (op, ack) {
@@ -480,6 +493,23 @@ impl Model {
                 );
                 let expected = self.label(asset, label);
                 assert_eq!(*status, expected, "status of {asset} after label {id}");
+            }
+            (Op::Labels { items }, Ack::Labels { ids }) => {
+                assert_eq!(items.len(), ids.len(), "one result per item");
+                for ((asset, label), id) in items.iter().zip(ids) {
+                    match id {
+                        None => assert!(self.repeats(asset, label), "{asset}: a new label left unwritten"),
+                        Some(id) => {
+                            let revision = self.asset(asset).labels.len() as u32;
+                            assert_eq!(
+                                id.revision(),
+                                revision,
+                                "label {id} on {asset}: revisions not contiguous"
+                            );
+                            self.label(asset, label);
+                        }
+                    }
+                }
             }
             (Op::Status { asset, to }, Ack::Done) => self.asset(asset).status = *to,
             (Op::Meta { asset, key, value }, Ack::Done) => set_meta(&mut self.asset(asset).meta, key, value),
@@ -571,6 +601,35 @@ impl Model {
                     self.label(asset, label);
                 }
                 revisions == known + 1
+            }
+            Op::Labels { items } => {
+                // One atomic batch: every label that is not a repeat landed, or none did.
+                let mut landed = Vec::new();
+                for (asset, label) in items {
+                    if self.repeats(asset, label) {
+                        continue;
+                    }
+                    let revisions = db.asset_by_external_id(PROJECT, asset)?.revisions as usize;
+                    let known = self.asset(asset).labels.len();
+                    assert!(
+                        revisions == known || revisions == known + 1,
+                        "{asset} has {revisions} revisions, {known} expected (+1 for the killed batch)"
+                    );
+                    landed.push(revisions == known + 1);
+                }
+                assert!(
+                    landed.iter().all(|l| *l) || landed.iter().all(|l| !l),
+                    "a killed add_labels batch is half there: {landed:?}"
+                );
+                let all = !landed.is_empty() && landed[0];
+                if all {
+                    for (asset, label) in items {
+                        if !self.repeats(asset, label) {
+                            self.label(asset, label);
+                        }
+                    }
+                }
+                all
             }
             Op::Status { asset, to } => {
                 let landed = db.asset_by_external_id(PROJECT, asset)?.status == *to;

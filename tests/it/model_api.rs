@@ -59,6 +59,8 @@ enum Op {
         asset: u8,
         label: LabelGen,
     },
+    /// One `add_labels` batch (an item repeating the one before it repeats its label).
+    AddLabels(Vec<(u8, LabelGen)>),
     SetStatus {
         asset: u8,
         to: Status,
@@ -370,6 +372,17 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (project(), prop::collection::vec(asset_gen(), 0..4))
             .prop_map(|(project, assets)| Op::AddAssets { project, assets }),
         5 => (asset(), label_gen(true)).prop_map(|(asset, label)| Op::AddLabel { asset, label }),
+        2 => prop::collection::vec((asset(), label_gen(true), any::<bool>()), 1..6).prop_map(|items| {
+            let mut out: Vec<(u8, LabelGen)> = Vec::new();
+            for (asset, label, repeat) in items {
+                let item = match out.last() {
+                    Some(previous) if repeat => previous.clone(),
+                    _ => (asset, label),
+                };
+                out.push(item);
+            }
+            Op::AddLabels(out)
+        }),
         2 => (asset(), status()).prop_map(|(asset, to)| Op::SetStatus { asset, to }),
         1 => (asset(), 0u8..2, prop::option::weighted(0.7, meta_value()))
             .prop_map(|(asset, key, value)| Op::SetMeta { asset, key, value }),
@@ -458,6 +471,8 @@ enum Fail {
     SnapshotExists(String),
     /// `Denied` for this user.
     Denied(String),
+    /// `InBatch`: the item at this index, refused for this.
+    InBatch(usize, Box<Fail>),
     /// Anything the model never predicts.
     Unexpected(String),
 }
@@ -484,6 +499,7 @@ fn fail(e: Error) -> Fail {
         Error::LastAdmin { user, .. } => Fail::LastAdmin(user),
         Error::SnapshotExists { name, .. } => Fail::SnapshotExists(name),
         Error::Denied { user, .. } => Fail::Denied(user),
+        Error::InBatch { index, cause } => Fail::InBatch(index, Box::new(fail(*cause))),
         other => Fail::Unexpected(other.to_string()),
     }
 }
@@ -1074,6 +1090,7 @@ fn apply(db: &Db, model: &mut Model, handles: &mut Vec<Snapshot>, op: &Op) -> Fa
             let id = model.pick(*asset);
             add_label(db, model, id, label)?;
         }
+        Op::AddLabels(items) => add_labels(db, model, items)?,
         Op::SetStatus { asset, to } => {
             let id = model.pick(*asset);
             let expected = model.live(id).and_then(|a| {
@@ -1324,6 +1341,20 @@ fn add_assets(db: &Db, model: &mut Model, project: &str, gens: &[AssetGen]) -> F
 }
 
 fn add_label(db: &Db, model: &mut Model, id: AssetId, g: &LabelGen) -> Fallible {
+    let (new, expected, latest) = plan_label(model, id, g);
+    same("add_label", &db.add_label(id, new.clone()).map_err(fail), &expected)?;
+    if let Ok(lid) = expected {
+        record_label(model, id, new, lid, latest);
+        if let Some((a, _)) = model.assets.get_mut(&id) {
+            a.version += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A generated label for an asset as the model's state stands: the label, what writing
+/// it must give, and the latest revision of its source.
+fn plan_label(model: &Model, id: AssetId, g: &LabelGen) -> (NewLabel, Result<LabelId, Fail>, Option<LabelId>) {
     let (text, history) = match model.assets.get(&id) {
         Some((a, h)) => (a.content.text().unwrap_or("").to_string(), h.clone()),
         None => ("red".to_string(), Vec::new()),
@@ -1360,27 +1391,84 @@ fn add_label(db: &Db, model: &mut Model, id: AssetId, g: &LabelGen) -> Fallible 
             None => Ok(LabelId::new(id, revisions)),
         }
     });
-    same("add_label", &db.add_label(id, new.clone()).map_err(fail), &expected)?;
-    if let Ok(lid) = expected {
-        let (a, h) = model.assets.get_mut(&id).expect("live asset");
-        h.push(Label {
-            id: lid,
-            kind: new.kind,
-            source: new.source.clone(),
-            parent: latest,
-            derived_from: new.derived_from,
-            answers: new.answers,
-            scores: new.scores,
-            verdict: new.verdict,
-            created_at: 0,
-            seconds: new.seconds,
-        });
-        if new.kind == LabelKind::Annotation {
-            a.status = status_after(a.status, annotators(h).len());
+    (new, expected, latest)
+}
+
+/// A written label in the model: its revision, the asset's status and revisions, the
+/// event (the caller moves the asset's version).
+fn record_label(model: &mut Model, id: AssetId, new: NewLabel, lid: LabelId, latest: Option<LabelId>) {
+    let Some((a, h)) = model.assets.get_mut(&id) else {
+        return;
+    };
+    h.push(Label {
+        id: lid,
+        kind: new.kind,
+        source: new.source.clone(),
+        parent: latest,
+        derived_from: new.derived_from,
+        answers: new.answers,
+        scores: new.scores,
+        verdict: new.verdict,
+        created_at: 0,
+        seconds: new.seconds,
+    });
+    if new.kind == LabelKind::Annotation {
+        a.status = status_after(a.status, annotators(h).len());
+    }
+    a.revisions += 1;
+    model.last_seq += 1;
+}
+
+/// One `add_labels` batch: items in order against the state the earlier items leave; a
+/// label equal to the latest of its source and kind (answers, scores, verdict) on a live
+/// asset is unchanged (checked before the label itself); the first refused item refuses
+/// the batch and nothing changes; each asset that got a label moves one version.
+fn add_labels(db: &Db, model: &mut Model, items: &[(u8, LabelGen)]) -> Fallible {
+    let mut after = model.clone();
+    let mut batch = Vec::new();
+    let mut results = Vec::new();
+    let mut refused = None;
+    let mut touched = BTreeSet::new();
+    for (index, (asset, g)) in items.iter().enumerate() {
+        let id = model.pick(*asset);
+        let (new, outcome, latest) = plan_label(&after, id, g);
+        batch.push((id, new.clone()));
+        if refused.is_some() {
+            continue;
         }
-        a.revisions += 1;
-        a.version += 1;
-        model.last_seq += 1;
+        let repeats = after.live(id).is_ok()
+            && after.assets[&id]
+                .1
+                .iter()
+                .rev()
+                .find(|l| l.source == new.source && l.kind == new.kind)
+                .is_some_and(|l| l.answers == new.answers && l.scores == new.scores && l.verdict == new.verdict);
+        match outcome {
+            _ if repeats => results.push(None),
+            Ok(lid) => {
+                record_label(&mut after, id, new, lid, latest);
+                touched.insert(id);
+                results.push(Some(lid));
+            }
+            Err(f) => refused = Some(Fail::InBatch(index, Box::new(f))),
+        }
+    }
+    let expected = match refused {
+        Some(f) => Err(f),
+        None => Ok(results),
+    };
+    same(
+        "add_labels",
+        &db.add_labels(batch).map(|r| r.results).map_err(fail),
+        &expected,
+    )?;
+    if expected.is_ok() {
+        for id in touched {
+            if let Some((a, _)) = after.assets.get_mut(&id) {
+                a.version += 1;
+            }
+        }
+        *model = after;
     }
     Ok(())
 }
