@@ -46,7 +46,10 @@ pub use access::policy::{grant, policy_table, Grant, Operation};
 pub use access::session::Session;
 #[cfg(feature = "testing")]
 pub use engine::RecordRef;
-pub use engine::{Db, DbBuilder, Durability, IndexInfo};
+pub use engine::{compact, CompactReport, Db, DbBuilder, DiskUsage, Durability, IndexInfo};
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use engine::{compact_until, CompactStage};
 pub use formats::json::{asset_json, event_json, facets_json, label_json, meta_json, project_json};
 pub use formats::{
     parse_jsonl_line, to_byte_offset, to_codepoint, Format, ImportOptions, ImportReport, LabelImportReport,

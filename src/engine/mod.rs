@@ -8,6 +8,7 @@
 //! the new counters, and applies it atomically ([`txn`]). Readers go straight to sled and
 //! never take the mutex.
 
+mod compact;
 #[cfg(feature = "testing")]
 mod hooks;
 mod open;
@@ -32,6 +33,9 @@ use crate::model::event::Seq;
 use crate::model::project::{Project, ProjectId};
 use crate::store::{codec, Counters, Store};
 
+pub use compact::{compact, CompactReport};
+#[cfg(feature = "testing")]
+pub use compact::{compact_until, CompactStage};
 #[cfg(feature = "testing")]
 pub use hooks::RecordRef;
 pub use open::{DbBuilder, Durability, IndexInfo};
@@ -40,6 +44,15 @@ pub(crate) use read::{
 };
 pub(crate) use txn::{Staged, Txn};
 pub(crate) use upgrade::decode_legacy_project;
+
+/// What a database directory holds on disk ([`Db::disk_usage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes of its files.
+    pub on_disk: u64,
+    /// Bytes of its records (keys and values) and of its text index.
+    pub live: u64,
+}
 
 /// A labeldb database. Cheap to clone; `Send + Sync`; readers never block on the writer.
 #[derive(Clone)]
@@ -185,6 +198,18 @@ impl Db {
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.inner.store.size_on_disk()
+    }
+
+    /// The database directory's bytes on disk (records, log garbage and the text index)
+    /// and its live bytes (every record's key and value, plus the text index's files):
+    /// their ratio says how much [`compact`] would give back. Scans every record.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let text = self.path().join("text");
+        let text_bytes = if text.exists() { compact::dir_size(&text)? } else { 0 };
+        Ok(DiskUsage {
+            on_disk: compact::dir_size(self.path())?,
+            live: self.inner.store.live_bytes()? + text_bytes,
+        })
     }
 
     /// The seq of the last event written (0 for none).

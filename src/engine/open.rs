@@ -73,6 +73,7 @@ impl DbBuilder {
     /// Opens or creates the database in directory `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
+        super::compact::recover(&path)?;
         let (store, format) = Store::open(&path, self.cache_bytes)?;
         let upgraded_from = (format < FORMAT_VERSION).then_some(format);
         if let Some(format) = upgraded_from {

@@ -94,6 +94,11 @@ pub(crate) struct Store {
     db: sled::Db,
 }
 
+/// Bytes per batch of [`Store::copy_to`]. Smaller batches leave sled less to rewrite:
+/// a 100,000-asset demo database (103 MiB of keys and values) copies into 222 MiB with
+/// 1 MiB batches, 367 MiB with 16 MiB, 697 MiB with one insert per batch.
+const COPY_BATCH_BYTES: usize = 1 << 20;
+
 impl Store {
     /// Opens (creating if needed) the store at `path` and checks its format version,
     /// which it returns (older than [`FORMAT_VERSION`]: the caller upgrades).
@@ -253,6 +258,37 @@ impl Store {
     /// Bytes the store occupies on disk.
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    /// Bytes of the records themselves: every key and value (one scan of the tree).
+    pub(crate) fn live_bytes(&self) -> Result<u64> {
+        let mut n = 0u64;
+        for kv in self.db.iter() {
+            let (k, v) = kv?;
+            n += (k.len() + v.len()) as u64;
+        }
+        Ok(n)
+    }
+
+    /// Writes every record into a new sled database at `path` (which must not exist), in
+    /// batches of [`COPY_BATCH_BYTES`], and flushes it: a copy without the garbage of
+    /// overwritten values.
+    pub(crate) fn copy_to(&self, path: &Path) -> Result<()> {
+        let copy = sled::Config::new().path(path).create_new(true).open()?;
+        let mut batch = sled::Batch::default();
+        let mut bytes = 0usize;
+        for kv in self.db.iter() {
+            let (k, v) = kv?;
+            bytes += k.len() + v.len();
+            batch.insert(k, v);
+            if bytes >= COPY_BATCH_BYTES {
+                copy.apply_batch(std::mem::take(&mut batch))?;
+                bytes = 0;
+            }
+        }
+        copy.apply_batch(batch)?;
+        copy.flush()?;
+        Ok(())
     }
 
     /// Writes an index checkpoint (already encoded) as chunks plus a head, in one batch,

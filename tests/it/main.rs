@@ -5,6 +5,7 @@
 
 mod access;
 mod bad_input;
+mod compaction;
 mod crash;
 mod events;
 mod fuzz_regressions;

@@ -48,6 +48,9 @@ pub(crate) enum Command {
     Audit(AuditArgs),
     /// Check every record and invariant; exit 0 only when all hold (1 when not).
     Verify(VerifyArgs),
+    /// Rewrite the database without the space overwritten values still hold on disk
+    /// (the database must not be open elsewhere).
+    Compact(CompactArgs),
     /// Full-text search over text assets, best matches first (BM25), with snippets.
     Search(SearchArgs),
     /// Query a project's assets with the query language (docs/query.md).
@@ -252,6 +255,14 @@ pub(crate) struct AuditArgs {
     #[arg(long, value_parser = parse_time)]
     pub(crate) to: Option<u64>,
     /// Print JSON (one array).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Rewrite the database without the space overwritten values still hold on disk.
+#[derive(Args)]
+pub(crate) struct CompactArgs {
+    /// Print JSON: {"before", "after", "seconds"} (bytes on disk).
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -55,6 +55,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(a) => cmd::inspect::show(&g, a),
         Command::Audit(a) => cmd::inspect::audit(&g, a),
         Command::Verify(a) => cmd::verify::run(&g, a),
+        Command::Compact(a) => cmd::verify::compact(&g, a),
         Command::Search(a) => cmd::find::search(&g, a),
         Command::Query(a) => cmd::find::query(&g, a),
         Command::Snapshot { command } => cmd::snapshot::run(&g, command),

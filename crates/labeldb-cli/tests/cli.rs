@@ -596,3 +596,26 @@ fn import_add_labels_adds_labels_once_and_names_a_bad_line() -> TestResult {
     assert_eq!(cli.ok(&["query", "shop", "author:carol", "--count"])?, "1\n");
     Ok(())
 }
+
+/// `stats --json` reports the database's bytes on disk and live bytes; `compact` rewrites
+/// it (JSON `{"before", "after", "seconds"}`) and it reads the same afterwards; `--user`
+/// may not compact.
+#[test]
+fn stats_report_disk_usage_and_compact_keeps_the_data() -> TestResult {
+    let cli = Cli::with_emails()?;
+    let stats = cli.json(&["stats", "shop"])?;
+    let (on_disk, live) = (&stats["bytes_on_disk"], &stats["live_bytes"]);
+    assert!(on_disk.as_u64() >= live.as_u64() && live.as_u64() > Some(0), "{stats}");
+    let report = cli.json(&["compact"])?;
+    assert!(
+        report["before"].as_u64().is_some() && report["after"].as_u64().is_some(),
+        "{report}"
+    );
+    assert!(report["seconds"].as_f64().is_some(), "{report}");
+    let again = cli.json(&["stats", "shop"])?;
+    assert_eq!(again["live_bytes"], stats["live_bytes"], "{again}");
+    assert_eq!(again["by_status"], stats["by_status"], "{again}");
+    cli.fails(&["--user", "bob", "compact"], &["without --user"])?;
+    assert!(cli.json(&["verify"])?["clean"] == json!(true));
+    Ok(())
+}

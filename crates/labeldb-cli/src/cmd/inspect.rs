@@ -15,10 +15,23 @@ pub(crate) fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode> {
     let app = g.open()?;
     let db = &g.session(&app, "cli")?;
     let s = db.stats(&a.project)?;
+    // The database's, not the project's: what the directory holds and what is live.
+    let usage = app.disk_usage()?;
     if a.json {
-        print_json(&stats_json(&a.project, &s))?;
+        let mut v = stats_json(&a.project, &s);
+        v["bytes_on_disk"] = json!(usage.on_disk);
+        v["live_bytes"] = json!(usage.live);
+        print_json(&v)?;
     } else {
-        print_stats(&mut io::stdout().lock(), &a.project, &s)?;
+        let mut out = io::stdout().lock();
+        print_stats(&mut out, &a.project, &s)?;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        say!(
+            out,
+            "database: {:.1} MiB on disk, {:.1} MiB live (labeldb compact reclaims the difference)",
+            mib(usage.on_disk),
+            mib(usage.live)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

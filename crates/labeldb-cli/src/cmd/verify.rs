@@ -1,4 +1,4 @@
-//! `labeldb verify [--repair]`: exit 1 when the check finds problems.
+//! `labeldb verify [--repair]` (exit 1 when the check finds problems) and `labeldb compact`.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -7,8 +7,28 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Global;
-use crate::args::VerifyArgs;
+use crate::args::{CompactArgs, VerifyArgs};
 use crate::out::{print_json, say};
+
+/// `labeldb compact`: the database rewritten into a fresh directory that takes its place.
+pub(crate) fn compact(g: &Global, a: CompactArgs) -> Result<ExitCode> {
+    g.application_only("compact")?;
+    let started = std::time::Instant::now();
+    let r = labeldb::compact(&g.db)?;
+    let secs = started.elapsed().as_secs_f64();
+    if a.json {
+        print_json(&json!({"before": r.before, "after": r.after, "seconds": secs}))?;
+    } else {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        say!(
+            io::stdout().lock(),
+            "compacted {:.1} MiB to {:.1} MiB in {secs:.2}s",
+            mib(r.before),
+            mib(r.after)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 pub(crate) fn run(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
     g.application_only("verify")?;
