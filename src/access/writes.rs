@@ -124,7 +124,7 @@ impl Session {
         let access = self.authorize(Operation::Read, Target::Project(project))?;
         self.db
             .import_labels_with(&access.project, reader, file_name, options, progress, |batch| {
-                self.add_labels(batch)
+                self.add_labels(batch).map(|r| (r.labels, r.unchanged))
             })
     }
 

@@ -13,7 +13,6 @@ use crate::model::asset::AssetId;
 use crate::model::error::{Error, Result};
 use crate::model::label::NewLabel;
 use crate::model::project::Project;
-use crate::ops::labels::LabelReport;
 
 /// What an import of labels did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,12 +56,12 @@ impl Db {
     ) -> Result<LabelImportReport> {
         let project = self.project(project)?;
         self.import_labels_with(&project, reader, file_name, options, progress, |batch| {
-            self.add_labels(batch)
+            self.add_labels(batch).map(|r| (r.labels, r.unchanged))
         })
     }
 
-    /// The import of labels, each batch written by `write` (the session's writes check
-    /// each label first).
+    /// The import of labels, each batch written by `write`, which returns the labels
+    /// written and those unchanged (the session's writes check each label first).
     pub(crate) fn import_labels_with(
         &self,
         project: &Project,
@@ -70,7 +69,7 @@ impl Db {
         file_name: &str,
         options: &ImportOptions,
         mut progress: impl FnMut(&LabelImportReport),
-        mut write: impl FnMut(Vec<(AssetId, NewLabel)>) -> Result<LabelReport>,
+        mut write: impl FnMut(Vec<(AssetId, NewLabel)>) -> Result<(u64, u64)>,
     ) -> Result<LabelImportReport> {
         let fail = |line: u64, cause: Error| Error::Import {
             file: file_name.to_string(),
@@ -94,8 +93,8 @@ impl Db {
                 other => other,
             })?;
             lines.clear();
-            report.labels += written.labels;
-            report.unchanged += written.unchanged;
+            report.labels += written.0;
+            report.unchanged += written.1;
             progress(report);
             Ok(())
         };
