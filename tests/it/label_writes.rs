@@ -264,3 +264,28 @@ fn importing_label_lines_adds_labels_once_and_names_a_bad_line() -> TestResult {
     }
     Ok(())
 }
+
+/// A delta that empties a block (a review without a verdict after an accepted one, the
+/// asset's only review) reads as no block: verify is clean and the selection is empty.
+/// The model test found this one.
+#[test]
+fn a_delta_that_empties_a_block_reads_as_no_block() -> TestResult {
+    let (_dir, db) = temp_db();
+    db.create_project("app", "sms", schema(SCHEMA))?;
+    let mut asset = NewAsset::text("m1", "free entry in 2 a weekly competition");
+    let mut accepted = NewLabel::new(labeldb::LabelKind::Review, labeldb::Source::human("rita"));
+    accepted.verdict = Some(labeldb::Verdict::Accept);
+    asset.labels.push(accepted);
+    let id = db.add_asset("app", "sms", asset)?;
+    let reviewed = db.create_snapshot("app", "sms", "before", &Filter::All, &Selection::LatestReviewed)?;
+    assert_eq!(reviewed.assets, 1);
+    db.add_label(
+        id,
+        NewLabel::new(labeldb::LabelKind::Review, labeldb::Source::human("rita")),
+    )?;
+    let report = db.verify()?;
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let after = db.create_snapshot("app", "sms", "after", &Filter::All, &Selection::LatestReviewed)?;
+    assert_eq!(after.assets, 0);
+    Ok(())
+}
