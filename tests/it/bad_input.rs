@@ -22,7 +22,8 @@
 //!   operation (below).
 //! - Then exactly one of:
 //!   - `input`: an import into `shop` (or `project`) through `Db::import_reader`.
-//!     `format` is `jsonl` or `conll`; the content is exactly one of `text` (the file),
+//!     `format` is `jsonl`, `conll` or `add-labels` (label lines for existing assets,
+//!     through `Db::import_labels_reader`); the content is exactly one of `text` (the file),
 //!     `lines` (each line followed by `\n`) or `bytes_hex` (raw bytes, for invalid UTF-8;
 //!     spaces allowed). `file` names the input in errors and CoNLL ids (default
 //!     `input.jsonl` / `input.conll`); `job` is CoNLL's `--job`; `actor` the importer
@@ -40,6 +41,7 @@
 //! | `op`              | fields                                           | calls                          |
 //! |-------------------|--------------------------------------------------|--------------------------------|
 //! | `add_label`       | `asset`, `label` (below)                         | `Db::add_label`                |
+//! | `add_labels`      | `items`: a list of `{"asset", "label"}`          | `Db::add_labels` (one batch)   |
 //! | `set_status`      | `asset`, `status`                                | `Db::set_status`               |
 //! | `set_meta`        | `asset`, `key`, `value` (string/number/bool/null)| `Db::set_meta`                 |
 //! | `delete_asset`    | `asset`                                          | `Db::delete_asset`             |
@@ -126,6 +128,7 @@ const VARIANTS: &[&str] = &[
     "DuplicateExternalId",
     "InvalidInput",
     "Import",
+    "InBatch",
     "Query",
     "TextSearchUnavailable",
 ];
@@ -160,6 +163,7 @@ fn variant(e: &Error) -> &'static str {
         Error::DuplicateExternalId(_) => "DuplicateExternalId",
         Error::InvalidInput { .. } => "InvalidInput",
         Error::Import { .. } => "Import",
+        Error::InBatch { .. } => "InBatch",
         Error::Query { .. } => "Query",
         Error::TextSearchUnavailable(_) => "TextSearchUnavailable",
         _ => "a variant this runner does not know (add it to `variant` and VARIANTS)",
@@ -206,6 +210,9 @@ enum Op {
         asset: String,
         label: LabelSpec,
     },
+    AddLabels {
+        items: Vec<Item>,
+    },
     SetStatus {
         asset: String,
         status: String,
@@ -249,6 +256,13 @@ enum Op {
     OpenSled {
         records: Vec<SledRecord>,
     },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Item {
+    asset: String,
+    label: LabelSpec,
 }
 
 #[derive(Deserialize)]
@@ -515,12 +529,13 @@ fn check_case(case: &Case) -> Result<(), String> {
             ));
         }
     }
-    match (e.error.as_str(), &e.cause) {
-        ("Import", None) => return Err("expect.error Import needs expect.cause".into()),
-        ("Import", Some(c)) if !VARIANTS.contains(&c.as_str()) || c == "Import" => {
+    let wraps = matches!(e.error.as_str(), "Import" | "InBatch");
+    match (wraps, &e.cause) {
+        (true, None) => return Err(format!("expect.error {} needs expect.cause", e.error)),
+        (true, Some(c)) if !VARIANTS.contains(&c.as_str()) || c == "Import" || c == "InBatch" => {
             return Err(format!("expect.cause {c:?} is not a labeldb::Error variant"))
         }
-        (_, Some(_)) if e.error != "Import" => return Err("expect.cause is only for Import".into()),
+        (false, Some(_)) => return Err("expect.cause is only for Import and InBatch".into()),
         _ => {}
     }
     if e.contains.is_empty() || e.contains.iter().any(|s| s.is_empty()) {
@@ -534,10 +549,10 @@ fn check_error(expect: &Expect, error: &Error) -> Result<(), String> {
     if !expect.error.split('|').any(|alt| alt == got) {
         return Err(format!("expected {}, got {got}: {error} ({error:?})", expect.error));
     }
-    if let (Error::Import { cause, .. }, Some(want)) = (error, &expect.cause) {
+    if let (Error::Import { cause, .. } | Error::InBatch { cause, .. }, Some(want)) = (error, &expect.cause) {
         if variant(cause) != want {
             return Err(format!(
-                "expected Import caused by {want}, got {}: {error} ({error:?})",
+                "expected {got} caused by {want}, got {}: {error} ({error:?})",
                 variant(cause)
             ));
         }
@@ -595,7 +610,8 @@ fn import(db: &Db, input: &Input) -> Result<labeldb::Result<()>, String> {
     let (format, default_file) = match input.format.as_str() {
         "jsonl" => (Format::Jsonl, "input.jsonl"),
         "conll" => (Format::Conll, "input.conll"),
-        other => return Err(format!("input.format {other:?}: expected jsonl or conll")),
+        "add-labels" => (Format::Jsonl, "labels.jsonl"),
+        other => return Err(format!("input.format {other:?}: expected jsonl, conll or add-labels")),
     };
     let bytes = match (&input.text, &input.lines, &input.bytes_hex) {
         (Some(t), None, None) => t.clone().into_bytes(),
@@ -607,6 +623,11 @@ fn import(db: &Db, input: &Input) -> Result<labeldb::Result<()>, String> {
     opts.job = input.job.clone();
     let file = input.file.as_deref().unwrap_or(default_file);
     let project = input.project.as_deref().unwrap_or(PROJECT);
+    if input.format == "add-labels" {
+        return Ok(db
+            .import_labels_reader(project, Cursor::new(bytes), file, &opts, |_| {})
+            .map(drop));
+    }
     Ok(db
         .import_reader(
             input.actor.as_deref().unwrap_or(ACTOR),
@@ -636,6 +657,14 @@ fn run_op(db: &Db, op: &Op) -> Result<labeldb::Result<()>, String> {
             let id = asset_id(db, asset)?;
             let label = new_label(db, id, label)?;
             db.add_label(id, label).map(drop)
+        }
+        Op::AddLabels { items } => {
+            let mut batch = Vec::with_capacity(items.len());
+            for item in items {
+                let id = asset_id(db, &item.asset)?;
+                batch.push((id, new_label(db, id, &item.label)?));
+            }
+            db.add_labels(batch).map(drop)
         }
         Op::SetStatus { asset, status } => {
             let id = asset_id(db, asset)?;
