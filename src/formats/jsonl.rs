@@ -115,14 +115,10 @@ pub(crate) struct LabelTarget<'a> {
     pub content: &'a Content,
 }
 
-/// The external id of an `add-labels` line (`{"id": EXTERNAL_ID, "labels": [...]}`) and
-/// its JSON, whose labels [`parse_labels`] reads once the asset is found.
-pub(crate) fn parse_labels_line(line: &str) -> Result<(String, Map<String, Value>)> {
-    id_and_object(line)
-}
-
-/// A line's JSON object, with its `"id"` (a string, or a number read as one) taken out.
-fn id_and_object(line: &str) -> Result<(String, Map<String, Value>)> {
+/// A line's JSON object, with its `"id"` (a string, or a number read as one) taken out:
+/// an asset line's, or an `add-labels` line's, whose labels [`parse_labels`] reads once
+/// the asset is found.
+pub(crate) fn id_and_object(line: &str) -> Result<(String, Map<String, Value>)> {
     let value: Value = serde_json::from_str(line).map_err(|e| Error::invalid("JSON", e))?;
     let Value::Object(mut obj) = value else {
         return Err(Error::invalid("line", "expected a JSON object"));

@@ -2,8 +2,7 @@
 //! add labels (in the native format's label shape) to assets that already exist, in
 //! batches written by [`Db::add_labels`] (docs/formats.md).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
 
 use super::jsonl::{self, LabelTarget};
@@ -38,7 +37,7 @@ impl Db {
         options: &ImportOptions,
         progress: impl FnMut(&LabelImportReport),
     ) -> Result<LabelImportReport> {
-        let (reader, name) = open(path)?;
+        let (reader, name) = super::open(path)?;
         self.import_labels_reader(project, reader, &name, options, progress)
     }
 
@@ -102,7 +101,7 @@ impl Db {
         for item in jsonl::lines(reader) {
             let (line, text) = item?;
             report.lines += 1;
-            match text.and_then(|t| self.labels_of_line(project, &t)) {
+            match text.and_then(|t| self.labels_of_line(project, &t, options.skip_invalid)) {
                 Ok(labels) => {
                     lines.extend(std::iter::repeat_n(line, labels.len()));
                     batch.extend(labels);
@@ -125,9 +124,11 @@ impl Db {
         Ok(report)
     }
 
-    /// The labels of one line, for its asset, validated against it.
-    fn labels_of_line(&self, project: &Project, line: &str) -> Result<Vec<(AssetId, NewLabel)>> {
-        let (external_id, obj) = jsonl::parse_labels_line(line)?;
+    /// The labels of one line, for its asset. With `check`, validated against it here,
+    /// so that a bad line can be skipped; else `add_labels` validates them in the batch
+    /// (and its error names the item, hence the line).
+    fn labels_of_line(&self, project: &Project, line: &str, check: bool) -> Result<Vec<(AssetId, NewLabel)>> {
+        let (external_id, obj) = jsonl::id_and_object(line)?;
         let asset = self.asset_by_external_id(&project.name, &external_id)?;
         if asset.deleted {
             return Err(Error::AssetDeleted(external_id));
@@ -140,21 +141,11 @@ impl Db {
         labels
             .into_iter()
             .map(|l| {
-                l.validate(&project.schema, &asset.external_id, &asset.content)?;
+                if check {
+                    l.validate(&project.schema, &asset.external_id, &asset.content)?;
+                }
                 Ok((asset.id, l))
             })
             .collect()
     }
-}
-
-/// A file opened for reading, and its name for errors.
-pub(crate) fn open(path: &Path) -> Result<(BufReader<File>, String)> {
-    let file = File::open(path).map_err(|cause| Error::Io {
-        path: path.display().to_string(),
-        cause,
-    })?;
-    let name = path
-        .file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    Ok((BufReader::new(file), name))
 }

@@ -14,7 +14,8 @@ mod labels;
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::io::{BufRead, Read};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -28,7 +29,6 @@ use crate::model::project::{JobKind, Project};
 #[cfg(feature = "testing")]
 pub(crate) use conll::records as conll_records;
 pub use jsonl::{parse_line as parse_jsonl_line, to_byte_offset, to_codepoint};
-pub(crate) use labels::open;
 pub use labels::LabelImportReport;
 
 /// An input format.
@@ -112,7 +112,7 @@ impl Db {
         options: &ImportOptions,
         progress: impl FnMut(&ImportReport),
     ) -> Result<ImportReport> {
-        let (reader, name) = labels::open(path)?;
+        let (reader, name) = open(path)?;
         self.import_reader(actor, project, reader, &name, options, progress)
     }
 
@@ -375,6 +375,18 @@ impl<R: BufRead> BufRead for Counting<R> {
         self.bytes.set(self.bytes.get() + amt as u64);
         self.inner.consume(amt);
     }
+}
+
+/// A file opened for reading, and its name for errors.
+pub(crate) fn open(path: &Path) -> Result<(BufReader<File>, String)> {
+    let file = File::open(path).map_err(|cause| Error::Io {
+        path: path.display().to_string(),
+        cause,
+    })?;
+    let name = path
+        .file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    Ok((BufReader::new(file), name))
 }
 
 #[cfg(test)]

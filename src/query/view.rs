@@ -52,12 +52,10 @@ impl<'a> Eval<'a> {
         if let Some(leaf) = self.scoped_leaf(f) {
             return Ok(Cow::Owned(leaf.as_ref().clone()));
         }
-        let Filter::And(a, b) = f else {
-            return Ok(Cow::Owned(self.eval(f)?.as_ref() & visible));
+        let (a, b) = match f {
+            Filter::And(a, b) if !is_text_only(f) => (a, b),
+            _ => return Ok(Cow::Owned(self.eval(f)?.as_ref() & visible)),
         };
-        if is_text_only(f) {
-            return Ok(Cow::Owned(self.eval(f)?.as_ref() & visible));
-        }
         Ok(Cow::Owned(match (a.as_ref(), b.as_ref()) {
             (x, Filter::Not(y)) | (Filter::Not(y), x) => {
                 let r = self.eval(y)?;
